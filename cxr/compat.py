@@ -1,0 +1,100 @@
+"""Make the PyPI detectron2 v0.6 source release run on today's torch and Pillow.
+
+Supplies only what is missing, and nothing else:
+
+* ``detectron2._C``: the release ships no compiled ops. When no compiled module is importable
+  (upstream builds have one; ``pb1-detectron2`` does not), a stand-in module is installed whose
+  ops raise :class:`NotImplementedError` naming the op and the reason. Only deformable
+  convolution, rotated boxes / ROIAlignRotated and the C++ COCOeval need it; everything cxr uses
+  has a pure-Python/torchvision path. A real compiled ``_C`` is used untouched.
+* ``PIL.Image.LINEAR``: removed in Pillow 10, still referenced by detectron2's transforms;
+  aliased to ``BILINEAR`` (the same filter under its old name).
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import types
+from typing import Any, Callable
+
+__all__ = ["STANDIN_C", "install"]
+
+#: True when the stand-in ``detectron2._C`` was installed by :func:`install`.
+STANDIN_C = False
+
+_REASON = (
+    "is a compiled detectron2 op, and this detectron2 was installed without compiled ops "
+    "(the PyPI source release pb1-detectron2==0.6 lacks the C++/CUDA sources). "
+    "Use a config that avoids it (deformable convs, rotated boxes, "
+    "COCOEvaluator(use_fast_impl=True)), or install upstream detectron2 from GitHub (see README)."
+)
+
+
+class _StandInC(types.ModuleType):
+    """Module object for ``detectron2._C`` whose every op raises a clear error when called."""
+
+    def __init__(self) -> None:
+        super().__init__("detectron2._C", "Stand-in for detectron2's compiled ops (installed by cxr)")
+        self.__file__ = __file__  # collect_env prints it
+
+    @staticmethod
+    def get_compiler_version() -> str:
+        return "none (cxr stand-in: detectron2 installed without compiled ops)"
+
+    @staticmethod
+    def get_cuda_version() -> str:
+        return "none (cxr stand-in)"
+
+    @staticmethod
+    def has_cuda() -> bool:
+        return False
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        if name.startswith("__"):
+            raise AttributeError(name)
+
+        def _missing(*args: Any, **kwargs: Any) -> Any:
+            raise NotImplementedError(f"detectron2._C.{name} {_REASON}")
+
+        _missing.__name__ = name
+        return _missing
+
+
+def _compiled_c_available() -> bool:
+    if "detectron2._C" in sys.modules:
+        return not isinstance(sys.modules["detectron2._C"], _StandInC)
+    try:
+        return importlib.util.find_spec("detectron2._C") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _install_standin_c() -> bool:
+    if _compiled_c_available():
+        return False
+    import detectron2
+
+    module = _StandInC()
+    sys.modules["detectron2._C"] = module
+    detectron2._C = module  # type: ignore[attr-defined]
+    return True
+
+
+def _patch_pillow() -> bool:
+    from PIL import Image
+
+    if hasattr(Image, "LINEAR"):
+        return False
+    Image.LINEAR = Image.BILINEAR  # type: ignore[attr-defined]
+    return True
+
+
+def install() -> None:
+    """Apply every shim that is needed; idempotent."""
+    global STANDIN_C
+    STANDIN_C = _install_standin_c() or STANDIN_C
+    _patch_pillow()
+
+
+install()

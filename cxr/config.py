@@ -1,0 +1,117 @@
+"""cxr's configuration: new keys on top of detectron2's defaults, and safe-only YAML loading.
+
+``add_cxr_config(cfg)`` adds every key cxr reads, like detectron2's ``add_pointrend_config``.
+The keys are declared next to the code that reads them (``cxr/data/config.py``,
+``cxr/modeling/config.py``, ``cxr/evaluation/config.py``, ``cxr/engine/config.py``), each with a
+comment; this module composes them.
+
+detectron2's ``CfgNode.load_yaml_with_base`` falls back to ``yaml.unsafe_load`` when
+``yaml.safe_load`` fails, so a config file can run code. :class:`CfgNode` here loads every file,
+``_BASE_`` files included, with ``yaml.safe_load`` only and refuses anything else with
+:class:`UnsafeConfigError` before any of it is constructed.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import yaml
+from detectron2.config import CfgNode as _D2CfgNode
+from detectron2.config import get_cfg as _d2_get_cfg
+
+__all__ = ["CfgNode", "UnsafeConfigError", "add_cxr_config", "get_cfg", "load_config"]
+
+BASE_KEY = "_BASE_"
+
+
+class UnsafeConfigError(ValueError):
+    """A config file is not plain YAML (e.g. it carries a ``!!python/...`` tag) or is malformed."""
+
+
+def _merge(a: dict, b: dict) -> None:
+    """Merge dict ``a`` into ``b`` recursively (``a`` wins), as detectron2 does for ``_BASE_``."""
+    for k, v in a.items():
+        if isinstance(v, dict) and isinstance(b.get(k), dict):
+            _merge(v, b[k])
+        else:
+            b[k] = v
+
+
+def _safe_load_with_base(filename: str, _chain: tuple[str, ...] = ()) -> dict:
+    path = os.path.abspath(os.path.expanduser(filename))
+    if path in _chain:
+        raise UnsafeConfigError(f"{filename}: _BASE_ cycle: {' -> '.join(_chain + (path,))}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except yaml.constructor.ConstructorError as e:
+        raise UnsafeConfigError(
+            f"{filename}: refused: the file needs a non-standard YAML tag ({e.problem}"
+            f"{', ' + str(e.problem_mark).strip() if e.problem_mark else ''}). cxr loads configs "
+            "with yaml.safe_load only; Python tags such as !!python/object are never executed."
+        ) from None
+    except yaml.YAMLError as e:
+        raise UnsafeConfigError(f"{filename}: not valid YAML: {e}") from None
+    except FileNotFoundError:
+        raise FileNotFoundError(f"config file not found: {filename}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise UnsafeConfigError(f"{filename}: top level must be a mapping, got {type(data).__name__}")
+    if BASE_KEY in data:
+        base = data.pop(BASE_KEY)
+        if not isinstance(base, str):
+            raise UnsafeConfigError(f"{filename}: field {BASE_KEY} must be a path string")
+        base_path = os.path.expanduser(base)
+        if not os.path.isabs(base_path):
+            base_path = os.path.join(os.path.dirname(path), base_path)
+        merged = _safe_load_with_base(base_path, _chain + (path,))
+        _merge(data, merged)
+        return merged
+    return data
+
+
+class CfgNode(_D2CfgNode):
+    """detectron2's ``CfgNode`` with safe-only YAML loading (``allow_unsafe`` is ignored)."""
+
+    @classmethod
+    def load_yaml_with_base(cls, filename: str, allow_unsafe: bool = False) -> dict:
+        return _safe_load_with_base(filename)
+
+    def merge_from_file(self, cfg_filename: str, allow_unsafe: bool = False) -> None:
+        super().merge_from_file(cfg_filename, allow_unsafe=False)
+
+
+def add_cxr_config(cfg: _D2CfgNode) -> None:
+    """Add every cxr key to ``cfg`` in place (idempotent). See each area's ``config.py``."""
+    from .data.config import add_data_config
+    from .engine.config import add_engine_config
+    from .evaluation.config import add_evaluation_config
+    from .modeling.config import add_modeling_config
+
+    if cfg.get("CXR") is not None and cfg.CXR.get("_ADDED", False):
+        return
+    cfg.CXR = _D2CfgNode()
+    # Internal marker so that add_cxr_config can be called twice.
+    cfg.CXR._ADDED = True
+    add_data_config(cfg)
+    add_modeling_config(cfg)
+    add_evaluation_config(cfg)
+    add_engine_config(cfg)
+
+
+def get_cfg() -> CfgNode:
+    """detectron2's defaults plus every cxr key, as a safe-loading :class:`CfgNode`."""
+    cfg = _d2_get_cfg()
+    add_cxr_config(cfg)
+    return CfgNode(cfg)
+
+
+def load_config(config_file: str | None = None, opts: list[Any] | None = None) -> CfgNode:
+    """Build a config from ``get_cfg()``, a YAML file (safe-loaded) and ``KEY VALUE`` overrides."""
+    cfg = get_cfg()
+    if config_file:
+        cfg.merge_from_file(config_file)
+    if opts:
+        cfg.merge_from_list(list(opts))
+    return cfg

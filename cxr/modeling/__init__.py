@@ -1,0 +1,1 @@
+"""Modeling: backbones, meta-architectures and ROI heads registered into detectron2."""

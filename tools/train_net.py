@@ -1,0 +1,46 @@
+#!/usr/bin/env python
+"""Train (or evaluate, with ``--eval-only``) a cxr model with detectron2's launcher.
+
+Examples::
+
+    python tools/train_net.py --config-file configs/nih/retinanet_R_18_FPN.yaml
+    python tools/train_net.py --config-file CFG --resume            # continue from last_checkpoint
+    python tools/train_net.py --config-file CFG --eval-only MODEL.WEIGHTS output/.../model_final.pth
+    python tools/train_net.py --config-file CFG --num-gpus 8 SOLVER.IMS_PER_BATCH 64
+
+Runs on CPU when CUDA is absent. Logic lives in :mod:`cxr.engine`.
+"""
+import cxr  # noqa: F401  (registers datasets, models, evaluators; applies compat shims)
+from cxr.engine import Trainer, setup
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.engine import default_argument_parser, launch
+
+
+def main(args):
+    cfg = setup(args)
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume
+        )
+        return Trainer.test(cfg, model)
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+def cli(argv=None):
+    args = default_argument_parser().parse_args(argv)
+    print("Command Line Args:", args)
+    return launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
+
+
+if __name__ == "__main__":
+    cli()
