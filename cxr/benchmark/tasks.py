@@ -1,0 +1,1 @@
+"""Imports every module that registers benchmark tasks (one line each)."""
