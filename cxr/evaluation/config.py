@@ -1,7 +1,28 @@
 """Config keys read by :mod:`cxr.evaluation`; each with a comment."""
-from detectron2.config import CfgNode as CN  # noqa: F401
+from detectron2.config import CfgNode as CN
 
 
 def add_evaluation_config(cfg) -> None:
     """Add the :mod:`cxr.evaluation` keys to ``cfg`` in place."""
-    pass
+    cfg.CXR.EVAL = CN()
+    # Image-level score threshold for every class (score >= threshold is positive), used
+    # when THRESHOLDS_FILE is empty or lacks a class.
+    cfg.CXR.EVAL.CM_THRESHOLD = 0.3
+    # thresholds.json with per-class operating points (from a validation set); "" = none.
+    cfg.CXR.EVAL.THRESHOLDS_FILE = ""
+    # FROC: a detection hits a lesion when IoU >= this.
+    cfg.CXR.EVAL.IOU_FROC = 0.4
+    # VOC-style mAP: a detection is a TP when IoU > this (the VinBigData mAP@0.4).
+    cfg.CXR.EVAL.IOU_VOC = 0.4
+    # Percentile-bootstrap resamples for 95% CIs (patients, else images); 0 = no CIs.
+    cfg.CXR.EVAL.BOOTSTRAP = 0
+    # Seed of the bootstrap (numpy default_rng): same seed, same CIs.
+    cfg.CXR.EVAL.BOOTSTRAP_SEED = 0
+    # Rule for the per-class thresholds written to thresholds.json: "youden" or "sensitivity".
+    cfg.CXR.EVAL.OPERATING_POINT = "youden"
+    # Target sensitivity of the "sensitivity" rule (highest threshold reaching it).
+    cfg.CXR.EVAL.TARGET_SENSITIVITY = 0.9
+    # COCO AP: detections kept per image and class (pycocotools maxDets).
+    cfg.CXR.EVAL.MAX_DETS = 100
+    # Write the PNG plots (FROC, PR, ROC, confusion counts) into the output folder.
+    cfg.CXR.EVAL.PLOTS = True

@@ -1,0 +1,272 @@
+"""``CXREvaluator``: detectron2 ``DatasetEvaluator`` for the medical metric set."""
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import time
+from typing import Sequence
+
+import numpy as np
+from detectron2.config import configurable
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.evaluation import DatasetEvaluator
+from detectron2.structures import BoxMode
+from detectron2.utils import comm
+
+from .build import EVALUATOR_REGISTRY
+from .medical import MedicalResult, compute_medical_metrics, flat_results
+from .metrics import DetectionSet
+from .operating_points import load_thresholds
+from .report import format_table, log_to_event_storage, write_report
+
+__all__ = ["CXREvaluator", "dataset_to_detection_set"]
+
+logger = logging.getLogger(__name__)
+
+
+def _sorted_ids(ids: list) -> list:
+    """Image ids in sorted order (pycocotools' order) when comparable, else as given."""
+    try:
+        return sorted(ids)
+    except TypeError:
+        return list(ids)
+
+
+def dataset_to_detection_set(
+    dataset_dicts: Sequence[dict],
+    num_classes: int,
+    predictions: Sequence[dict],
+    dataset_name: str = "dataset",
+) -> tuple[DetectionSet, list, list]:
+    """Build a :class:`DetectionSet` from detectron2 dataset dicts and per-image predictions.
+
+    Args:
+        dataset_dicts: detectron2 dicts: ``image_id``, ``annotations`` (``bbox`` in any
+            ``bbox_mode``, contiguous ``category_id``, optional ``iscrowd`` / ``area``), optional
+            ``patient_id``.
+        num_classes: C.
+        predictions: dicts ``{"image_id", "boxes": (n, 4) XYXY_ABS, "scores": (n,),
+            "classes": (n,)}``; images without an entry have no detections.
+
+    Returns:
+        ``(set, image_ids, patient_ids)``: images ordered by sorted image id; patient id per image
+        (``"image:<id>"`` when the dict has none).
+
+    Raises:
+        ValueError naming the dataset, image and field on bad annotations / predictions.
+    """
+    ids = [d["image_id"] for d in dataset_dicts]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{dataset_name}: field image_id is not unique across the dataset dicts")
+    order = _sorted_ids(ids)
+    index = {i: k for k, i in enumerate(order)}
+    by_id = {d["image_id"]: d for d in dataset_dicts}
+    gi, gc, gxyxy, gxywh, garea, gcrowd = [], [], [], [], [], []
+    patients = []
+    for k, iid in enumerate(order):
+        d = by_id[iid]
+        patients.append(str(d["patient_id"]) if d.get("patient_id") is not None else f"image:{iid}")
+        for j, a in enumerate(d.get("annotations", [])):
+            cat = a.get("category_id")
+            if not isinstance(cat, (int, np.integer)) or not 0 <= cat < num_classes:
+                raise ValueError(f"{dataset_name}: image {iid!r}, annotation {j}: field "
+                                 f"category_id={cat!r} not in [0, {num_classes})")  # fmt: skip
+            box = [float(v) for v in a["bbox"]]
+            mode = a.get("bbox_mode", BoxMode.XYXY_ABS)
+            if mode == BoxMode.XYWH_ABS:
+                xywh = box
+                xyxy = [box[0], box[1], box[0] + box[2], box[1] + box[3]]
+            else:
+                xyxy = [float(v) for v in BoxMode.convert(box, mode, BoxMode.XYXY_ABS)]
+                xywh = [xyxy[0], xyxy[1], xyxy[2] - xyxy[0], xyxy[3] - xyxy[1]]
+            if not np.all(np.isfinite(xyxy)) or xywh[2] < 0 or xywh[3] < 0:
+                raise ValueError(f"{dataset_name}: image {iid!r}, annotation {j}: field bbox "
+                                 f"{box} is not a valid box")  # fmt: skip
+            gi.append(k), gc.append(int(cat)), gxyxy.append(xyxy), gxywh.append(xywh)
+            garea.append(float(a["area"]) if "area" in a else xywh[2] * xywh[3])
+            gcrowd.append(bool(a.get("iscrowd", 0)))
+    di, dc, db, ds_ = [], [], [], []
+    for p in predictions:
+        iid = p["image_id"]
+        if iid not in index:
+            raise ValueError(f"{dataset_name}: prediction for image_id {iid!r}, which is not in "
+                             "the dataset")  # fmt: skip
+        n = len(p["scores"])
+        if n == 0:
+            continue
+        cls = np.asarray(p["classes"], np.int64)
+        if cls.min() < 0 or cls.max() >= num_classes:
+            raise ValueError(f"{dataset_name}: prediction for image {iid!r}: field classes has "
+                             f"values outside [0, {num_classes})")  # fmt: skip
+        di.append(np.full(n, index[iid])), dc.append(cls)
+        db.append(np.asarray(p["boxes"], np.float64).reshape(n, 4))
+        ds_.append(np.asarray(p["scores"], np.float64))
+    cat = (lambda xs, shape: np.concatenate(xs) if xs else np.zeros(shape))  # noqa: E731
+    dxyxy = cat(db, (0, 4))
+    dset = DetectionSet(
+        num_images=len(order), num_classes=num_classes,
+        gt_image=np.asarray(gi, np.int64), gt_class=np.asarray(gc, np.int64),
+        gt_boxes=np.asarray(gxyxy, np.float64).reshape(-1, 4),
+        gt_boxes_xywh=np.asarray(gxywh, np.float64).reshape(-1, 4),
+        gt_area=np.asarray(garea, np.float64), gt_crowd=np.asarray(gcrowd, bool),
+        dt_image=cat(di, (0,)).astype(np.int64), dt_class=cat(dc, (0,)).astype(np.int64),
+        dt_boxes=dxyxy, dt_scores=cat(ds_, (0,)),
+    )  # fmt: skip
+    return dset, order, patients
+
+
+class CXREvaluator(DatasetEvaluator):
+    """Medical detection metrics of a registered dataset (``evaluator_type="cxr"``).
+
+    Computes, by the rules of :mod:`cxr.evaluation.metrics` (DESIGN.md "Metric definitions"):
+    COCO AP/AP50/AP75 (pycocotools semantics), mAP@0.4 (VOC 2010), IoBB accuracy, FROC + CPM,
+    and per-class / any-finding / macro image-level TP/FP/TN/FN, sensitivity, specificity, PPV,
+    NPV, F1, AUROC at the operating points, with optional patient-level bootstrap 95% CIs.
+
+    Ground truth: ``DatasetCatalog.get(dataset_name)`` (boxes in any BoxMode, contiguous
+    ``category_id``; ``patient_id`` = bootstrap unit when present); images without boxes are
+    negatives for every class. Class names: ``MetadataCatalog.get(name).thing_classes``.
+    Predictions: ``Instances`` with ``pred_boxes`` (XYXY_ABS in original image pixels),
+    ``scores``, ``pred_classes``. Gathered from every rank with detectron2's ``comm``; only the
+    main process computes and writes.
+
+    ``evaluate()`` returns ``{"cxr": {name: float}}`` (see
+    :func:`~cxr.evaluation.medical.flat_results`; NaN for undefined values) and, with an
+    ``output_dir``, writes ``metrics.json``, ``per_class.csv``, ``predictions.json``,
+    ``thresholds.json`` (operating points chosen on this set) and PNG plots. When a detectron2
+    EventStorage is active (training), it also puts the scalars under ``cxr/`` and the per-class
+    PR curves as the image ``cxr/pr_curves`` (TensorBoard shows them under Images).
+    """
+
+    @configurable
+    def __init__(
+        self,
+        dataset_name: str,
+        output_dir: str | None = None,
+        *,
+        cm_threshold: float = 0.3,
+        thresholds: dict[str, float] | str | None = None,
+        bootstrap: int = 0,
+        seed: int = 0,
+        iou_froc: float = 0.4,
+        iou_voc: float = 0.4,
+        operating_point: str = "youden",
+        target_sensitivity: float = 0.9,
+        max_dets: int = 100,
+        plots: bool = True,
+        distributed: bool = True,
+    ):
+        """
+        Args:
+            dataset_name: a registered dataset.
+            output_dir: folder for the report files (None: write nothing).
+            cm_threshold: image-level threshold for classes without an operating point.
+            thresholds: class name -> threshold, or a thresholds.json path.
+            bootstrap: resamples for 95% CIs (0 = none); seed: their seed.
+            iou_froc: FROC match IoU (>=); iou_voc: VOC match IoU (>).
+            operating_point, target_sensitivity: rule for thresholds.json chosen on this set.
+            max_dets: COCO detections per image and class.
+            plots: write PNG plots.
+            distributed: gather predictions from all ranks.
+        """
+        self._dataset_name = dataset_name
+        self._output_dir = output_dir
+        if isinstance(thresholds, str):
+            thresholds = load_thresholds(thresholds)
+        self._kw = dict(
+            cm_threshold=float(cm_threshold), thresholds=thresholds, bootstrap=int(bootstrap),
+            seed=int(seed), iou_froc=float(iou_froc), iou_voc=float(iou_voc),
+            operating_point=operating_point, target_sensitivity=float(target_sensitivity),
+            max_dets=int(max_dets),
+        )  # fmt: skip
+        self._plots = plots
+        self._distributed = distributed
+        meta = MetadataCatalog.get(dataset_name)
+        self._class_names = list(meta.thing_classes)
+        id_map = meta.get("thing_dataset_id_to_contiguous_id", None)
+        self._contiguous_to_dataset = (
+            {v: k for k, v in id_map.items()} if id_map else {i: i for i in range(len(self._class_names))}
+        )
+        self.last_result: MedicalResult | None = None
+        self.reset()
+
+    @classmethod
+    def from_config(cls, cfg, dataset_name: str, output_dir: str | None = None) -> dict:
+        e = cfg.CXR.EVAL
+        return {
+            "dataset_name": dataset_name, "output_dir": output_dir,
+            "cm_threshold": e.CM_THRESHOLD, "thresholds": e.THRESHOLDS_FILE or None,
+            "bootstrap": e.BOOTSTRAP, "seed": e.BOOTSTRAP_SEED, "iou_froc": e.IOU_FROC,
+            "iou_voc": e.IOU_VOC, "operating_point": e.OPERATING_POINT,
+            "target_sensitivity": e.TARGET_SENSITIVITY, "max_dets": e.MAX_DETS, "plots": e.PLOTS,
+        }  # fmt: skip
+
+    def reset(self) -> None:
+        self._predictions: list[dict] = []
+
+    def process(self, inputs, outputs) -> None:
+        """Keep each image's boxes (XYXY_ABS), scores and classes as small numpy arrays."""
+        for inp, out in zip(inputs, outputs):
+            rec = {"image_id": inp["image_id"], "boxes": np.zeros((0, 4)), "scores": np.zeros(0),
+                   "classes": np.zeros(0, np.int64)}  # fmt: skip
+            if "instances" in out:
+                inst = out["instances"].to("cpu")
+                rec["boxes"] = inst.pred_boxes.tensor.numpy().astype(np.float64)
+                rec["scores"] = inst.scores.numpy().astype(np.float64)
+                rec["classes"] = inst.pred_classes.numpy().astype(np.int64)
+            self._predictions.append(rec)
+
+    def add_predictions(self, predictions: list[dict]) -> None:
+        """Add records ``{"image_id", "boxes" (XYXY_ABS), "scores", "classes"}`` directly."""
+        self._predictions.extend(predictions)
+
+    def coco_results(self, predictions: list[dict]) -> list[dict]:
+        """Predictions in COCO results format (XYWH_ABS boxes, dataset category ids)."""
+        out = []
+        for p in predictions:
+            b = np.asarray(p["boxes"], np.float64).reshape(-1, 4)
+            for box, s, c in zip(b, p["scores"], p["classes"]):
+                out.append({"image_id": p["image_id"],
+                            "category_id": int(self._contiguous_to_dataset[int(c)]),
+                            "bbox": [float(box[0]), float(box[1]), float(box[2] - box[0]),
+                                     float(box[3] - box[1])], "score": float(s)})  # fmt: skip
+        return out
+
+    def evaluate(self) -> dict:
+        if self._distributed:
+            comm.synchronize()
+            preds = list(itertools.chain(*comm.gather(self._predictions, dst=0)))
+            if not comm.is_main_process():
+                return {}
+        else:
+            preds = self._predictions
+        if not preds:
+            logger.warning("[CXREvaluator] no predictions received: every image has none")
+        t0 = time.perf_counter()
+        dicts = DatasetCatalog.get(self._dataset_name)
+        dset, _, patients = dataset_to_detection_set(
+            dicts, len(self._class_names), preds, self._dataset_name
+        )
+        has_patients = any(not p.startswith("image:") for p in patients)
+        res = compute_medical_metrics(
+            dset, self._class_names, patient_ids=patients if has_patients else None, **self._kw
+        )
+        res.metrics["settings"]["dataset"] = self._dataset_name
+        self.last_result = res
+        logger.info("[CXREvaluator] metrics of %s computed in %.2f s", self._dataset_name,
+                    time.perf_counter() - t0)  # fmt: skip
+        if self._output_dir:
+            write_report(
+                res, self._class_names, self._output_dir, predictions=self.coco_results(preds),
+                plots=self._plots, threshold_meta={"dataset": self._dataset_name},
+            )  # fmt: skip
+        logger.info("Evaluation of %s:\n%s", self._dataset_name, format_table(res, self._class_names))
+        log_to_event_storage(res, self._class_names)
+        return {"cxr": flat_results(res.metrics, self._class_names)}
+
+
+@EVALUATOR_REGISTRY.register_as("cxr")
+def build_cxr_evaluator(dataset_name: str, cfg, output_dir: str | None) -> CXREvaluator:
+    """The registry entry for ``evaluator_type="cxr"``: a :class:`CXREvaluator` from ``cfg``."""
+    return CXREvaluator(cfg, dataset_name, output_dir)

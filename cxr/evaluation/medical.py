@@ -1,0 +1,283 @@
+"""The full medical metric set of one :class:`~cxr.evaluation.metrics.DetectionSet`.
+
+:func:`compute_medical_metrics` applies every rule of :mod:`cxr.evaluation.metrics` and returns
+the ``metrics.json`` content (schema in README, "Evaluation and metrics") plus the arrays the
+report needs for plots. Pure numpy; no detectron2 state.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from typing import Sequence
+
+import numpy as np
+
+from . import metrics as M
+from .operating_points import select_thresholds
+
+__all__ = ["MedicalResult", "compute_medical_metrics", "flat_results", "to_jsonable"]
+
+logger = logging.getLogger(__name__)
+
+CI_KEYS = ("sensitivity", "specificity", "ppv", "npv", "f1", "auroc")
+MACRO_KEYS = ("sensitivity", "specificity", "auroc")
+
+
+@dataclasses.dataclass
+class MedicalResult:
+    """Output of :func:`compute_medical_metrics`.
+
+    Attributes:
+        metrics: the ``metrics.json`` dict (floats, lists, NaN for undefined values).
+        selected_thresholds: class name -> threshold chosen on this set by the operating-point
+            rule (for ``thresholds.json``); selected_meta: how they were chosen.
+        coco: :func:`~cxr.evaluation.metrics.coco_ap` output (precision array for PR plots).
+        voc: per-class :class:`~cxr.evaluation.metrics.ClassMatches` (PR curves at IoU > 0.4).
+        froc: :class:`~cxr.evaluation.metrics.FrocMatches`.
+        scores, labels: (N, C) image-level scores and labels.
+        thresholds: (C,) thresholds used for the image-level metrics.
+    """
+
+    metrics: dict
+    selected_thresholds: dict
+    selected_meta: dict
+    coco: dict
+    voc: list
+    froc: object
+    scores: np.ndarray
+    labels: np.ndarray
+    thresholds: np.ndarray
+
+
+def _nanmean_rows(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Mean over axis 1 of the entries where ``valid``; NaN where none is valid."""
+    x = np.where(valid, x, 0.0)
+    n = valid.sum(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(n > 0, np.nan_to_num(x).sum(1) / np.maximum(n, 1), np.nan)
+
+
+def _image_level(scores, labels, thr, W, class_names):
+    """Per-class, any-finding and macro image-level metrics for each weight row of W."""
+    per = {}
+    for c, name in enumerate(class_names):
+        per[name] = M.image_level_metrics(scores[:, c], labels[:, c], thr[c], W)
+    # "any finding": score = max over classes; predicted positive = some class positive at its
+    # own threshold (the same as max score >= threshold when every class shares one threshold).
+    any_scores = scores.max(1) if scores.shape[1] else np.zeros(len(scores))
+    any_pred = (scores >= thr[None, :]).any(1) if scores.shape[1] else np.zeros(len(scores), bool)
+    any_lab = labels.any(1) if labels.shape[1] else np.zeros(len(labels), bool)
+    # encode the any-class decision as a 0/1 score with threshold 0.5 for the counts
+    anyd = M.image_level_metrics(any_pred.astype(float), any_lab, 0.5, W)
+    anyd["auroc"] = M.auroc(any_scores, any_lab, W)
+    macro = {}
+    if class_names:
+        has_pos = np.stack([per[n]["tp"] + per[n]["fn"] > 0 for n in class_names], 1)
+        for k in MACRO_KEYS:
+            macro[k] = _nanmean_rows(np.stack([per[n][k] for n in class_names], 1), has_pos)
+    else:
+        macro = {k: np.full(W.shape[0], np.nan) for k in MACRO_KEYS}
+    return per, anyd, macro
+
+
+def compute_medical_metrics(
+    ds: M.DetectionSet,
+    class_names: Sequence[str],
+    *,
+    cm_threshold: float = 0.3,
+    thresholds: dict[str, float] | None = None,
+    iou_froc: float = 0.4,
+    iou_voc: float = 0.4,
+    fps_per_image: Sequence[float] = M.FROC_FPS_PER_IMAGE,
+    iobb_thresholds: Sequence[float] = M.IOBB_THRESHOLDS,
+    bootstrap: int = 0,
+    seed: int = 0,
+    patient_ids: Sequence | None = None,
+    operating_point: str = "youden",
+    target_sensitivity: float = 0.9,
+    max_dets: int = 100,
+) -> MedicalResult:
+    """Every metric of DESIGN.md "Metric definitions" on one set.
+
+    Args:
+        ds: boxes and detections (XYXY_ABS; COCO XYWH copies for COCO AP).
+        class_names: C names, index = class index.
+        cm_threshold: image-level score threshold for every class (score >= threshold is
+            positive) unless ``thresholds`` gives one for the class.
+        thresholds: class name -> threshold (operating points from a validation set).
+        iou_froc: FROC match needs IoU >= this. iou_voc: VOC match needs IoU > this.
+        bootstrap: number of percentile-bootstrap resamples for 95% CIs (0 = none).
+        seed: bootstrap seed (``numpy.random.default_rng``).
+        patient_ids: (N,) resampling unit per image; None = images.
+        operating_point, target_sensitivity: rule for the thresholds chosen on this set
+            (:func:`~cxr.evaluation.operating_points.select_thresholds`).
+        max_dets: COCO detections kept per image and class.
+
+    Returns:
+        :class:`MedicalResult`.
+    """
+    C, N = len(class_names), ds.num_images
+    if C != ds.num_classes:
+        raise ValueError(f"{C} class names for a set with {ds.num_classes} classes")
+    thresholds = dict(thresholds or {})
+    unknown = sorted(set(thresholds) - set(class_names))
+    if unknown:
+        raise ValueError(f"thresholds given for unknown classes {unknown}; classes: {class_names}")
+    missing = [n for n in class_names if n not in thresholds]
+    if thresholds and missing:
+        logger.warning("No threshold for %s: using cm_threshold=%s", missing, cm_threshold)
+    thr = np.array([thresholds.get(n, cm_threshold) for n in class_names], np.float64)
+
+    coco = M.coco_ap(ds, max_dets=max_dets)
+    vocm = M.voc_matches(ds, iou_voc)
+    frm = M.froc_matches(ds, iou_froc)
+    scores, labels = M.image_scores(ds)
+
+    ones = np.ones((1, N))
+    voc_per, voc_mean = M.voc_ap(ds, iou_voc, ones, vocm)
+    fr = M.froc(ds, iou_froc, fps_per_image, ones, frm, per_class=True)
+    per, anyd, macro = _image_level(scores, labels, thr, ones, class_names)
+    iobb = M.iobb_accuracy(ds, thr, iobb_thresholds)
+
+    def il_dict(d):
+        counts = ("tp", "fp", "tn", "fn")
+        return {k: int(d[k][0]) if k in counts else float(d[k][0]) for k in M.IMAGE_LEVEL_KEYS}
+
+    image_level = {
+        "threshold": float(cm_threshold) if not thresholds else float("nan"),
+        "per_class": {n: {**il_dict(per[n]), "threshold": float(thr[c])}
+                      for c, n in enumerate(class_names)},  # fmt: skip
+        "any_finding": il_dict(anyd),
+        "macro": {k: float(v[0]) for k, v in macro.items()},
+    }
+    out = {
+        "coco": {
+            **{k: coco[k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl") if k in coco},
+            "per_class": {n: {"AP": float(coco["per_class_AP"][c]),
+                              "AP50": float(coco["per_class_AP50"][c])}
+                          for c, n in enumerate(class_names)},  # fmt: skip
+        },
+        "voc_map40": float(voc_mean[0]),
+        "voc_ap40": {n: float(voc_per[0, c]) for c, n in enumerate(class_names)},
+        "iobb_accuracy": {
+            f"{t:g}": {n: float(iobb[i, c]) for c, n in enumerate(class_names)}
+            for i, t in enumerate(iobb_thresholds)
+        },
+        "froc": {
+            "fps_per_image": [float(x) for x in fr["fps_per_image"]],
+            "sensitivity": [float(x) for x in fr["sensitivity"][0]],
+            "cpm": float(fr["cpm"][0]),
+            "per_class": {
+                n: {"sensitivity": [float(x) for x in fr["per_class_sensitivity"][0, c]],
+                    "cpm": float(fr["per_class_cpm"][0, c])}
+                for c, n in enumerate(class_names)
+            },  # fmt: skip
+        },
+        "image_level": image_level,
+        "ci95": {},
+        "num_images": int(N),
+        "num_gt_boxes": int(len(ds.gt_image)),
+        "num_gt_boxes_per_class": {
+            n: int(v) for n, v in zip(class_names, np.bincount(ds.gt_class, minlength=C))
+        },
+        "num_detections": int(len(ds.dt_image)),
+    }
+    unit = "image"
+    if bootstrap > 0:
+        unit = "patient" if patient_ids is not None else "image"
+        groups = patient_ids if patient_ids is not None else np.arange(N)
+        W = M.bootstrap_weights(groups, bootstrap, seed)
+        bvp, bvm = M.voc_ap(ds, iou_voc, W, vocm)
+        bfr = M.froc(ds, iou_froc, fps_per_image, W, frm)
+        bper, bany, bmacro = _image_level(scores, labels, thr, W, class_names)
+        ci = {}
+
+        def put(name, samples):
+            lo, hi = M.percentile_ci(samples)
+            ci[name] = [float(lo), float(hi)]
+
+        put("voc_map40", bvm)
+        for c, n in enumerate(class_names):
+            put(f"voc_ap40.{n}", bvp[:, c])
+        put("froc.cpm", bfr["cpm"])
+        for n in class_names:
+            for k in CI_KEYS:
+                put(f"image_level.per_class.{n}.{k}", bper[n][k])
+        for k in CI_KEYS:
+            put(f"image_level.any_finding.{k}", bany[k])
+        for k in MACRO_KEYS:
+            put(f"image_level.macro.{k}", bmacro[k])
+        out["ci95"] = ci
+
+    selected, sel_meta = select_thresholds(
+        scores, labels, class_names, operating_point, target_sensitivity, cm_threshold
+    )
+    out["settings"] = {
+        "box_format": "XYXY_ABS pixels (COCO AP: XYWH_ABS as in the COCO files)",
+        "coco": "pycocotools COCOeval bbox semantics: IoU >= t for t in 0.50:0.05:0.95, greedy "
+        f"by score, 101-point interpolation, maxDets={max_dets}, areas all/small/medium/large",
+        "voc": f"PASCAL VOC 2010: highest-IoU box of the class, TP if IoU > {iou_voc} and not "
+        "taken, all-point interpolation, mean over classes with boxes",
+        "voc_iou_threshold": float(iou_voc),
+        "iobb": "box localized at T if a detection of its class with score >= the class threshold "
+        "has intersection / detection area > T",
+        "iobb_thresholds": [float(t) for t in iobb_thresholds],
+        "froc": f"all classes pooled by score; match = unmatched same-class box with IoU >= "
+        f"{iou_froc} (highest IoU); FP rate = FP / images; step sensitivity at each rate",
+        "froc_iou_threshold": float(iou_froc),
+        "froc_fps_per_image": [float(x) for x in fps_per_image],
+        "image_level": "image score = max class score (0 if none); positive if score >= threshold;"
+        " images without boxes are negatives for every class; any_finding = any class positive",
+        "cm_threshold": float(cm_threshold),
+        "thresholds": {n: float(thr[c]) for c, n in enumerate(class_names)},
+        "thresholds_source": "per-class thresholds" if thresholds else "cm_threshold",
+        "bootstrap": int(bootstrap),
+        "bootstrap_seed": int(seed),
+        "bootstrap_unit": unit,
+        "ci": "95% percentile bootstrap (2.5th, 97.5th percentiles; NaN resamples dropped)",
+        "operating_point": operating_point,
+        "target_sensitivity": float(target_sensitivity),
+        "undefined_values": "null (0/0, e.g. sensitivity of a class without positives)",
+    }
+    return MedicalResult(out, selected, sel_meta, coco, vocm, frm, scores, labels, thr)
+
+
+def to_jsonable(obj):
+    """Replace NaN / inf by None and numpy scalars by Python numbers, recursively."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, np.ndarray)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def flat_results(metrics: dict, class_names: Sequence[str]) -> dict[str, float]:
+    """The float-only dict ``CXREvaluator.evaluate()`` returns under ``"cxr"``.
+
+    Summary keys have no ``-`` (detectron2 prints those); per-class keys are ``<metric>-<class>``
+    (detectron2's ``AP-<class>`` convention). Undefined values are NaN.
+    """
+    c, il = metrics["coco"], metrics["image_level"]
+    r = {k: float(c.get(k, float("nan"))) for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")}
+    r["voc_map40"] = float(metrics["voc_map40"])
+    r["froc_cpm"] = float(metrics["froc"]["cpm"])
+    for x, s in zip(metrics["froc"]["fps_per_image"], metrics["froc"]["sensitivity"]):
+        r[f"froc_sens@{x:g}fp"] = float(s)
+    for k in MACRO_KEYS:
+        r[f"{k}_macro"] = float(il["macro"][k])
+    for k in ("sensitivity", "specificity", "auroc"):
+        r[f"{k}_any"] = float(il["any_finding"][k])
+    for n in class_names:
+        r[f"AP-{n}"] = float(c["per_class"][n]["AP"])
+        r[f"AP50-{n}"] = float(c["per_class"][n]["AP50"])
+        r[f"voc_ap40-{n}"] = float(metrics["voc_ap40"][n])
+        r[f"froc_cpm-{n}"] = float(metrics["froc"]["per_class"][n]["cpm"])
+        for k in ("sensitivity", "specificity", "auroc"):
+            r[f"{k}-{n}"] = float(il["per_class"][n][k])
+    return r

@@ -1,0 +1,287 @@
+"""Report files of one evaluation: metrics.json, per_class.csv, predictions.json, PNG plots,
+thresholds.json, a printable per-class table, and TensorBoard / EventStorage output.
+
+Plots use matplotlib's Agg canvas directly (no pyplot global state, no display needed).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+from typing import Sequence
+
+import numpy as np
+
+from . import metrics as M
+from .medical import MedicalResult, flat_results, to_jsonable
+from .fileio import write_bytes_atomic, write_json_atomic, write_text_atomic
+from .operating_points import save_thresholds
+
+__all__ = ["format_table", "log_to_event_storage", "render_pr_curves", "write_pr_curves_tensorboard",
+           "write_report"]  # fmt: skip
+
+logger = logging.getLogger(__name__)
+
+PLOTS = ("froc.png", "pr_curves.png", "roc_curves.png", "confusion_counts.png")
+
+
+def _fmt(v, pct=False) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{100 * v:.1f}" if pct else f"{v:g}"
+
+
+def per_class_rows(res: MedicalResult, class_names: Sequence[str]) -> list[dict]:
+    """One dict per class plus ``any_finding`` (the per_class.csv rows; fractions 0-1)."""
+    m = res.metrics
+    pos = res.labels.sum(0) if res.labels.size else np.zeros(len(class_names), int)
+    ci = m.get("ci95", {})
+    rows = []
+    for c, n in enumerate(class_names):
+        il = m["image_level"]["per_class"][n]
+        row = {"class": n, "gt_boxes": m["num_gt_boxes_per_class"][n], "positive_images": int(pos[c]),
+               "coco_AP": m["coco"]["per_class"][n]["AP"],
+               "coco_AP50": m["coco"]["per_class"][n]["AP50"], "voc_ap40": m["voc_ap40"][n],
+               "froc_cpm": m["froc"]["per_class"][n]["cpm"]}  # fmt: skip
+        row.update({k: il[k] for k in ("threshold",) + M.IMAGE_LEVEL_KEYS})
+        for k in ("sensitivity", "specificity", "auroc"):
+            lo, hi = ci.get(f"image_level.per_class.{n}.{k}", [float("nan")] * 2)
+            row[f"{k}_ci_low"], row[f"{k}_ci_high"] = lo, hi
+        rows.append(row)
+    il = m["image_level"]["any_finding"]
+    row = {"class": "any_finding", "gt_boxes": m["num_gt_boxes"], "positive_images": int(res.labels.any(1).sum()) if res.labels.size
+           else 0, "coco_AP": m["coco"]["AP"], "coco_AP50": m["coco"]["AP50"],
+           "voc_ap40": m["voc_map40"], "froc_cpm": m["froc"]["cpm"], "threshold": float("nan")}  # fmt: skip
+    row.update({k: il[k] for k in M.IMAGE_LEVEL_KEYS})
+    for k in ("sensitivity", "specificity", "auroc"):
+        lo, hi = ci.get(f"image_level.any_finding.{k}", [float("nan")] * 2)
+        row[f"{k}_ci_low"], row[f"{k}_ci_high"] = lo, hi
+    rows.append(row)
+    return rows
+
+
+def format_table(res: MedicalResult, class_names: Sequence[str]) -> str:
+    """A readable per-class table (percent) with the summary metrics above it."""
+    from tabulate import tabulate
+
+    m = res.metrics
+    head = (
+        f"COCO AP {_fmt(m['coco']['AP'], 1)}  AP50 {_fmt(m['coco']['AP50'], 1)}  "
+        f"AP75 {_fmt(m['coco']['AP75'], 1)}  mAP@0.4(VOC) {_fmt(m['voc_map40'], 1)}  "
+        f"FROC CPM {_fmt(m['froc']['cpm'], 1)}  images {m['num_images']}  "
+        f"boxes {m['num_gt_boxes']}"
+    )
+    cols = ["class", "coco_AP", "coco_AP50", "voc_ap40", "froc_cpm", "threshold", "tp", "fp",
+            "tn", "fn", "sensitivity", "specificity", "auroc"]  # fmt: skip
+    pct = {"coco_AP", "coco_AP50", "voc_ap40", "froc_cpm", "sensitivity", "specificity", "auroc"}
+    table = []
+    for r in per_class_rows(res, class_names):
+        line = []
+        for k in cols:
+            v = r[k]
+            if k in pct:
+                s = _fmt(v, True)
+                lo, hi = r.get(f"{k}_ci_low"), r.get(f"{k}_ci_high")
+                if lo is not None and not math.isnan(lo):
+                    s += f" [{100 * lo:.1f}, {100 * hi:.1f}]"
+                line.append(s)
+            elif k in ("tp", "fp", "tn", "fn"):
+                line.append(f"{v:g}")
+            else:
+                line.append(_fmt(v) if not isinstance(v, str) else v)
+        table.append(line)
+    macro = m["image_level"]["macro"]
+    foot = "macro over classes with positives: " + ", ".join(
+        f"{k} {_fmt(macro[k], True)}" for k in ("sensitivity", "specificity", "auroc")
+    )
+    return "\n".join([head, tabulate(table, headers=cols, tablefmt="github"), foot])
+
+
+def _new_figure(w=6.4, h=4.8):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(w, h), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path: str) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    write_bytes_atomic(path, buf.getvalue())
+
+
+def _pr_figure(res: MedicalResult, class_names: Sequence[str]):
+    """Per-class precision-recall curves: COCO interpolated precision at IoU 0.5, all areas."""
+    fig = _new_figure()
+    ax = fig.add_subplot(111)
+    prec = res.coco["precision"]
+    for c, n in enumerate(class_names):
+        p = prec[0, :, c, 0]
+        if (p > -1).any():
+            ax.plot(M.COCO_RECALL_THRESHOLDS, p, label=f"{n} (AP50 {100 * np.mean(p):.1f})")
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02),
+           title="Per-class PR at IoU 0.5 (COCO interpolation)")  # fmt: skip
+    if class_names:
+        ax.legend(fontsize=7, loc="upper right")
+    return fig
+
+
+def render_pr_curves(res: MedicalResult, class_names: Sequence[str]) -> np.ndarray:
+    """The per-class PR figure as an (3, H, W) float32 RGB array in [0, 1] (for EventStorage)."""
+    fig = _pr_figure(res, class_names)
+    fig.canvas.draw()
+    rgba = np.asarray(fig.canvas.buffer_rgba())
+    return (rgba[..., :3].transpose(2, 0, 1).astype(np.float32) / 255.0).copy()
+
+
+def write_plots(res: MedicalResult, class_names: Sequence[str], out: str) -> list[str]:
+    """Write the FROC, PR, ROC and confusion-count PNGs into ``out``; returns their paths."""
+    paths = []
+    n_img = res.metrics["num_images"]
+    # FROC
+    fig = _new_figure()
+    ax = fig.add_subplot(111)
+    x, y = M.froc_curve(res.froc, n_img)
+    ax.step(x, y, where="post", lw=2, color="k", label=f"all (CPM {100 * res.metrics['froc']['cpm']:.1f})"
+            if not math.isnan(res.metrics["froc"]["cpm"]) else "all")  # fmt: skip
+    for c, n in enumerate(class_names):
+        x, y = M.froc_curve(res.froc, n_img, c)
+        if not np.isnan(y[1:]).all() or len(y) == 1:
+            ax.step(x, y, where="post", lw=1, label=n)
+    pts = res.metrics["froc"]["fps_per_image"]
+    ax.plot(pts, res.metrics["froc"]["sensitivity"], "o", color="k")
+    ax.set(xscale="log", xlim=(pts[0] / 2, pts[-1] * 2), ylim=(0, 1.02), xlabel="false positives per image",
+           ylabel="sensitivity", title="FROC")  # fmt: skip
+    ax.legend(fontsize=7, loc="upper left")
+    paths.append(os.path.join(out, "froc.png"))
+    _save(fig, paths[-1])
+    # PR
+    paths.append(os.path.join(out, "pr_curves.png"))
+    _save(_pr_figure(res, class_names), paths[-1])
+    # ROC
+    fig = _new_figure()
+    ax = fig.add_subplot(111)
+    for c, n in enumerate(list(class_names) + ["any_finding"]):
+        if n == "any_finding":
+            s = res.scores.max(1) if res.scores.shape[1] else np.zeros(len(res.scores))
+            y = res.labels.any(1) if res.labels.shape[1] else np.zeros(len(res.labels), bool)
+            au = res.metrics["image_level"]["any_finding"]["auroc"]
+        else:
+            s, y = res.scores[:, c], res.labels[:, c]
+            au = res.metrics["image_level"]["per_class"][n]["auroc"]
+        if y.all() or not y.any():
+            continue
+        cand = np.r_[np.inf, np.unique(s)[::-1]]
+        tpr = [(s[y] >= t).mean() for t in cand]
+        fpr = [(s[~y] >= t).mean() for t in cand]
+        ax.plot(fpr, tpr, lw=2 if n == "any_finding" else 1, label=f"{n} (AUROC {au:.3f})")
+    ax.plot([0, 1], [0, 1], ":", color="gray")
+    ax.set(xlabel="1 - specificity", ylabel="sensitivity", title="Image-level ROC", xlim=(0, 1),
+           ylim=(0, 1.02))  # fmt: skip
+    ax.legend(fontsize=7, loc="lower right")
+    paths.append(os.path.join(out, "roc_curves.png"))
+    _save(fig, paths[-1])
+    # Confusion counts
+    rows = per_class_rows(res, class_names)
+    mat = np.array([[r[k] for k in ("tp", "fp", "tn", "fn")] for r in rows], float)
+    fig = _new_figure(6.4, 0.45 * len(rows) + 1.5)
+    ax = fig.add_subplot(111)
+    ax.imshow(mat / max(mat.max(), 1), cmap="Blues", aspect="auto", vmin=0, vmax=1.5)
+    for i in range(mat.shape[0]):
+        for j in range(4):
+            ax.text(j, i, f"{mat[i, j]:g}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(4), ["TP", "FP", "TN", "FN"])
+    ax.set_yticks(range(len(rows)), [f"{r['class']} (t={_fmt(r['threshold'])})" for r in rows])
+    ax.set_title("Image-level confusion counts")
+    paths.append(os.path.join(out, "confusion_counts.png"))
+    _save(fig, paths[-1])
+    return paths
+
+
+def write_report(
+    res: MedicalResult,
+    class_names: Sequence[str],
+    output_dir: str,
+    predictions: list[dict] | None = None,
+    plots: bool = True,
+    threshold_meta: dict | None = None,
+) -> list[str]:
+    """Write every report file of one evaluation into ``output_dir`` (each atomically).
+
+    Files: ``metrics.json`` (NaN written as null), ``per_class.csv``, ``thresholds.json``
+    (operating points chosen on this set), ``predictions.json`` (COCO results, when given) and,
+    if ``plots``, ``froc.png``, ``pr_curves.png``, ``roc_curves.png``, ``confusion_counts.png``.
+
+    Returns:
+        the written paths.
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    paths = []
+    p = os.path.join(output_dir, "metrics.json")
+    write_json_atomic(p, to_jsonable(res.metrics))
+    paths.append(p)
+    rows = per_class_rows(res, class_names)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()})
+    p = os.path.join(output_dir, "per_class.csv")
+    write_text_atomic(p, buf.getvalue())
+    paths.append(p)
+    p = os.path.join(output_dir, "thresholds.json")
+    save_thresholds(p, res.selected_thresholds, {**res.selected_meta, **(threshold_meta or {})})
+    paths.append(p)
+    if predictions is not None:
+        p = os.path.join(output_dir, "predictions.json")
+        write_text_atomic(p, json.dumps(predictions))
+        paths.append(p)
+    if plots:
+        paths += write_plots(res, class_names, output_dir)
+    return paths
+
+
+def log_to_event_storage(res: MedicalResult, class_names: Sequence[str], prefix: str = "cxr") -> bool:
+    """Put the scalars (``<prefix>/<key>``) and a per-class PR-curve image
+    (``<prefix>/pr_curves``) into detectron2's current EventStorage, if one is active.
+
+    Returns:
+        True if a storage was active.
+    """
+    from detectron2.utils.events import _CURRENT_STORAGE_STACK
+
+    if not _CURRENT_STORAGE_STACK:
+        return False
+    storage = _CURRENT_STORAGE_STACK[-1]
+    flat = flat_results(res.metrics, class_names)
+    storage.put_scalars(**{f"{prefix}/{k}": v for k, v in flat.items()}, smoothing_hint=False)
+    try:
+        storage.put_image(f"{prefix}/pr_curves", render_pr_curves(res, class_names))
+    except Exception as e:  # a plot failure must not stop training
+        logger.warning("Could not render PR curves for the event storage: %s", e)
+    return True
+
+
+def write_pr_curves_tensorboard(writer, res: MedicalResult, class_names: Sequence[str], step: int,
+                                prefix: str = "cxr") -> None:  # fmt: skip
+    """Native TensorBoard PR curves (``add_pr_curve_raw``), one per class, COCO precision at
+    IoU 0.5 over the 101 recall points. ``writer`` is a ``torch.utils.tensorboard.SummaryWriter``."""
+    prec = res.coco["precision"]
+    rc = M.COCO_RECALL_THRESHOLDS
+    for c, n in enumerate(class_names):
+        p = prec[0, :, c, 0]
+        if not (p > -1).any():
+            continue
+        npos = max(int(res.metrics["num_gt_boxes_per_class"][n]), 1)
+        tp = rc * npos
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fp = np.where(p > 0, tp / p - tp, 0.0)
+        writer.add_pr_curve_raw(
+            f"{prefix}/pr_{n}", tp[::-1], fp[::-1], np.zeros(len(rc)), (npos - tp)[::-1],
+            p[::-1], rc[::-1], global_step=step, num_thresholds=len(rc),
+        )  # fmt: skip
