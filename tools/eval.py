@@ -1,0 +1,61 @@
+#!/usr/bin/env python
+"""Evaluate detections with cxr's medical metrics (COCO mAP, mAP@0.4, IoBB, FROC, image level).
+
+Checkpoints mode (runs the model)::
+
+    python tools/eval.py --config-file CFG --checkpoint model_final.pth --output DIR
+    python tools/eval.py --config-file CFG --checkpoint output/run/ --dataset nih_bbox_val \\
+        --bootstrap 1000 --output DIR                       # every checkpoint of a training run
+    python tools/eval.py --config-file CFG --checkpoint M.pth --image-folder PNGS \\
+        --annotations BBox_List_2017.csv --output DIR        # NIH-format CSV + image folder
+
+Files mode (scores any model's COCO results; no model)::
+
+    python tools/eval.py --gt-json gt.json --detections results.json --output DIR
+
+Both print a per-class table and write DIR/metrics.json, per_class.csv, predictions.json,
+thresholds.json, PNG plots and TensorBoard event files. Logic: :mod:`cxr.evaluation.runner`.
+"""
+import argparse
+import logging
+import sys
+
+import cxr  # noqa: F401  (registers datasets, models, evaluators)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--config-file", default="", help="model config (checkpoints mode)")
+    p.add_argument("--checkpoint", nargs="+", default=[], help="checkpoint files or folders")
+    p.add_argument("--dataset", default="", help="registered dataset (default DATASETS.TEST[0])")
+    p.add_argument("--image-folder", default="", help="folder of PNGs (with --annotations)")
+    p.add_argument("--annotations", default="", help="NIH-format box CSV (BBox_List_2017.csv)")
+    p.add_argument("--gt-json", default="", help="COCO ground truth (files mode)")
+    p.add_argument("--detections", default="", help="COCO results JSON (files mode)")
+    p.add_argument("--output", required=True, help="output folder (must not contain an input)")
+    p.add_argument("--cm-threshold", type=float, default=None,
+                   help="image-level score threshold for every class (default CXR.EVAL 0.3)")
+    p.add_argument("--thresholds", default="", help="thresholds.json: per-class operating points")
+    p.add_argument("--bootstrap", type=int, default=None, help="bootstrap resamples (0 = no CIs)")
+    p.add_argument("--seed", type=int, default=None, help="bootstrap seed")
+    p.add_argument("--best-metric", default="AP50", help="metric naming the best checkpoint")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    from detectron2.utils.logger import setup_logger
+
+    from cxr.evaluation.runner import run_cli
+
+    args = parse_args(argv)
+    setup_logger(name="cxr")
+    setup_logger(name="detectron2", abbrev_name="d2")
+    logging.getLogger("cxr").setLevel(logging.INFO)
+    return run_cli(args)
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() is not None else 1)
