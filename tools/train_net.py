@@ -12,18 +12,13 @@ Runs on CPU when CUDA is absent. Logic lives in :mod:`cxr.engine`.
 """
 import cxr  # noqa: F401  (registers datasets, models, evaluators; applies compat shims)
 from cxr.engine import Trainer, setup
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import default_argument_parser, launch
 
 
 def main(args):
     cfg = setup(args)
     if args.eval_only:
-        model = Trainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
-            cfg.MODEL.WEIGHTS, resume=args.resume
-        )
-        return Trainer.test(cfg, model)
+        return Trainer.eval_only(cfg, resume=args.resume)
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()

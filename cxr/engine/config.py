@@ -1,7 +1,32 @@
 """Config keys read by :mod:`cxr.engine`; each with a comment."""
-from detectron2.config import CfgNode as CN  # noqa: F401
+from detectron2.config import CfgNode as CN
 
 
 def add_engine_config(cfg) -> None:
     """Add the :mod:`cxr.engine` keys to ``cfg`` in place."""
-    pass
+    # Exponential moving average of the weights, used for evaluation and saved with checkpoints.
+    cfg.MODEL.EMA = CN()
+    cfg.MODEL.EMA.ENABLED = False
+    # Target decay; the effective decay ramps up as min(DECAY, (1 + n) / (10 + n)) at update n,
+    # so short CPU runs are not dominated by the random initialisation.
+    cfg.MODEL.EMA.DECAY = 0.999
+    # Fraction of each training batch drawn from images without boxes (used by
+    # DATALOADER.SAMPLER_TRAIN "NegativeRatioSampler"; negative = no annotations).
+    cfg.DATALOADER.NEGATIVE_FRACTION = 0.25
+    # Metric that picks model_best.pth (a key of the event storage, e.g. "cxr/AP50",
+    # "cxr/froc_cpm", "bbox/AP50"); empty disables best-checkpoint keeping.
+    cfg.TEST.BEST_METRIC = "cxr/AP50"
+    # "max" or "min" for TEST.BEST_METRIC.
+    cfg.TEST.BEST_MODE = "max"
+    # Every N iterations, the mean training losses on DATASETS.TEST[0] (no grad, BN frozen)
+    # are logged as val/<loss>; 0 disables.
+    cfg.TEST.VAL_LOSS_PERIOD = 0
+    # At most this many images of DATASETS.TEST[0] enter each validation-loss pass.
+    cfg.TEST.VAL_LOSS_MAX_IMAGES = 64
+    # TensorBoard images: ground truth (green) vs predictions (red) every N iterations; 0 disables.
+    cfg.CXR.VIS = CN()
+    cfg.CXR.VIS.PERIOD = 0
+    # How many images of DATASETS.TEST[0] are drawn each time.
+    cfg.CXR.VIS.NUM_IMAGES = 2
+    # Predictions below this score are not drawn.
+    cfg.CXR.VIS.SCORE_THRESH = 0.3

@@ -11,26 +11,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(REPO, "tools"))
 
 import train_net  # noqa: E402
+
+from .helpers import TINY_CONFIG, tiny_opts  # noqa: E402
 from detectron2.engine import default_argument_parser  # noqa: E402
 
-TINY_OPTS = [
-    "MODEL.RESNETS.DEPTH", "18",
-    "MODEL.RESNETS.RES2_OUT_CHANNELS", "64",
-    "MODEL.RETINANET.NUM_CLASSES", "2",
-    "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "64",
-    "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "64",
-    "SOLVER.IMS_PER_BATCH", "2", "SOLVER.BASE_LR", "0.001", "SOLVER.WARMUP_ITERS", "0",
-    "SOLVER.STEPS", "()", "DATALOADER.NUM_WORKERS", "0",
-    "TEST.EVAL_PERIOD", "0",
-]  # fmt: skip
-
-
 def _args(out, dataset, max_iter, *extra):
-    return [
-        "--config-file", os.path.join(REPO, "configs/nih/retinanet_R_18_FPN.yaml"), *extra,
-        *TINY_OPTS, "DATASETS.TRAIN", f"('{dataset}',)", "DATASETS.TEST", f"('{dataset}',)",
-        "SOLVER.MAX_ITER", str(max_iter), "SOLVER.CHECKPOINT_PERIOD", "2", "OUTPUT_DIR", out,
-    ]  # fmt: skip
+    return ["--config-file", TINY_CONFIG, *extra, *tiny_opts(dataset, out, max_iter),
+            "SOLVER.CHECKPOINT_PERIOD", "2"]  # fmt: skip
 
 
 def test_train_resume_eval_only(tiny_dataset, tmp_path):

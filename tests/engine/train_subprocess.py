@@ -1,0 +1,23 @@
+"""Run tools/train_net.py in a child process on the tiny dataset (used by the SIGKILL tests).
+
+Usage: python -m tests.engine.train_subprocess IMAGE_DIR -- <train_net args>
+"""
+import os
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, "tools"))
+
+import train_net  # noqa: E402
+from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
+
+from tests.conftest import write_tiny_images  # noqa: E402
+
+if __name__ == "__main__":
+    image_dir, sep, *argv = sys.argv[1:]
+    assert sep == "--"
+    dicts = write_tiny_images(image_dir)
+    DatasetCatalog.register("cxr_test_tiny", lambda: dicts)
+    MetadataCatalog.get("cxr_test_tiny").set(thing_classes=["a", "b"], evaluator_type="coco")
+    train_net.cli(argv)
