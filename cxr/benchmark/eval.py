@@ -1,0 +1,165 @@
+"""Benchmark task ``eval``: the full CXREvaluator computation vs pycocotools' COCOeval alone.
+
+Row ``eval_vs_pycocotools``: ``ours`` = seconds of ``CXREvaluator.evaluate()`` (COCO AP,
+mAP@0.4, IoBB, FROC, image-level metrics, operating points; no files, no bootstrap — the
+default config) on a synthetic set of 5,000 images x 100 detections; ``peer`` = seconds of
+pycocotools ``COCOeval`` evaluate + accumulate + summarize on the same GT and on the
+predictions as the evaluator writes them (``predictions.json``). Both repeated alternately; the
+row also records that the COCO numbers are identical (max |difference| of the precision array
+and the six AP stats) and the time of 1,000 images x 100 detections with 1,000 bootstrap
+resamples.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import statistics
+import time
+
+import numpy as np
+
+from .timing import BENCHMARK_REGISTRY, result_row
+
+__all__ = ["synthetic_eval_set", "bench_eval"]
+
+logger = logging.getLogger(__name__)
+
+NUM_CLASSES = 8
+
+
+def synthetic_eval_set(num_images: int, dets_per_image: int = 100, seed: int = 0):
+    """Dataset dicts (XYWH_ABS boxes, 1024 px images, 0-3 boxes, 40% without any, 2 images per
+    patient) and per-image prediction records (XYXY_ABS): 3 jittered hits per box with higher
+    scores, the rest random boxes of random classes."""
+    from detectron2.structures import BoxMode
+
+    rng = np.random.default_rng(seed)
+    dicts, preds = [], []
+    for i in range(num_images):
+        n_gt = 0 if rng.random() < 0.4 else int(rng.integers(1, 4))
+        wh = rng.uniform(20, 300, (n_gt, 2))
+        xy = rng.uniform(0, 1024 - 300, (n_gt, 2))
+        cls = rng.integers(0, NUM_CLASSES, n_gt)
+        annos = [{"bbox": [float(v) for v in (*xy[j], *wh[j])], "bbox_mode": BoxMode.XYWH_ABS,
+                  "category_id": int(cls[j])} for j in range(n_gt)]  # fmt: skip
+        hits = min(3 * n_gt, dets_per_image)
+        src = np.repeat(np.arange(n_gt), 3)[:hits]
+        hx = xy[src] + rng.normal(0, 0.08, (hits, 2)) * wh[src]
+        hw = wh[src] * rng.uniform(0.8, 1.25, (hits, 2))
+        n_rand = dets_per_image - hits
+        rw = rng.uniform(20, 300, (n_rand, 2))
+        rx = rng.uniform(0, 1024 - 300, (n_rand, 2))
+        xywh = np.r_[np.c_[hx, hw], np.c_[rx, rw]]
+        scores = np.r_[rng.beta(4, 2, hits), rng.beta(1.5, 4, n_rand)]
+        classes = np.r_[np.where(rng.random(hits) < 0.85, cls[src], rng.integers(0, 8, hits)),
+                        rng.integers(0, NUM_CLASSES, n_rand)]  # fmt: skip
+        boxes = np.c_[xywh[:, :2], xywh[:, :2] + xywh[:, 2:]]
+        dicts.append({"image_id": i, "file_name": f"synthetic_{i}.png", "height": 1024,
+                      "width": 1024, "patient_id": f"p{i // 2}", "annotations": annos})  # fmt: skip
+        preds.append({"image_id": i, "boxes": boxes, "scores": scores, "classes": classes})
+    return dicts, preds
+
+
+def _register(name: str, dicts: list) -> None:
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    if name in DatasetCatalog.list():
+        DatasetCatalog.remove(name)
+    DatasetCatalog.register(name, lambda: dicts)
+    MetadataCatalog.get(name).set(thing_classes=[f"class{k}" for k in range(NUM_CLASSES)],
+                                  evaluator_type="cxr")  # fmt: skip
+
+
+def _coco_gt(dicts: list) -> dict:
+    anns = []
+    for d in dicts:
+        for a in d["annotations"]:
+            x, y, w, h = a["bbox"]
+            anns.append({"id": len(anns) + 1, "image_id": d["image_id"], "category_id":
+                         a["category_id"], "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0})  # fmt: skip
+    return {"images": [{"id": d["image_id"], "width": 1024, "height": 1024} for d in dicts],
+            "categories": [{"id": k, "name": f"class{k}"} for k in range(NUM_CLASSES)],
+            "annotations": anns}  # fmt: skip
+
+
+def _evaluator(name: str, bootstrap: int, preds: list):
+    from ..evaluation import CXREvaluator
+
+    ev = CXREvaluator(name, None, bootstrap=bootstrap, plots=False, distributed=False)
+    ev.reset()
+    ev.add_predictions(preds)
+    return ev
+
+
+@BENCHMARK_REGISTRY.register()
+def eval(args) -> list[dict]:  # noqa: A001  (the --task name)
+    """``--task eval``: see the module docstring. Repeats are capped at 3 (pycocotools takes
+    tens of seconds per run); one untimed warm-up of ours."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    n_images = int(getattr(args, "eval_images", 0) or 5000)
+    repeats = max(1, min(int(args.repeats), 3))
+    logging.getLogger("cxr.evaluation").setLevel(logging.WARNING)
+    dicts, preds = synthetic_eval_set(n_images)
+    name = "cxr_bench_eval"
+    _register(name, dicts)
+    ev = _evaluator(name, 0, preds)
+    results = ev.coco_results(preds)
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = _coco_gt(dicts)
+        gt.createIndex()
+        dt = gt.loadRes(results)
+
+    def run_peer():
+        with contextlib.redirect_stdout(io.StringIO()):
+            e = COCOeval(gt, dt, "bbox")
+            e.evaluate()
+            e.accumulate()
+            e.summarize()
+        return e
+
+    def run_ours():
+        ev = _evaluator(name, 0, preds)
+        return ev, ev.evaluate()
+
+    if args.warmup:
+        run_ours()
+    ours_t, peer_t = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        ev, out = run_ours()
+        ours_t.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        pe = run_peer()
+        peer_t.append(time.perf_counter() - t0)
+    ours_prec = ev.last_result.coco["precision"]
+    diff_prec = float(np.max(np.abs(ours_prec - pe.eval["precision"][..., -1])))
+    keys = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+    diff_stats = max(abs(out["cxr"][k] - pe.stats[i]) for i, k in enumerate(keys)
+                     if pe.stats[i] != -1)  # fmt: skip
+    identical = bool(diff_prec == 0.0 and diff_stats == 0.0)
+    if not identical:
+        logger.error("COCO numbers differ from pycocotools: precision %g, stats %g", diff_prec,
+                     diff_stats)  # fmt: skip
+    # the issue-5 speed figure: 1,000 images x 100 detections with 1,000 bootstrap resamples
+    d1, p1 = synthetic_eval_set(1000, seed=1)
+    _register(name + "_1k", d1)
+    e1 = _evaluator(name + "_1k", 1000, p1)
+    t0 = time.perf_counter()
+    e1.evaluate()
+    boot_s = time.perf_counter() - t0
+    ours, peer = statistics.median(ours_t), statistics.median(peer_t)
+    logger.info("eval: ours %.2f s (runs %s), pycocotools %.2f s (runs %s), ratio %.3f; COCO "
+                "identical: %s; 1k images + 1000 bootstrap: %.2f s", ours,
+                [round(t, 2) for t in ours_t], peer, [round(t, 2) for t in peer_t], ours / peer,
+                identical, boot_s)  # fmt: skip
+    return [result_row(
+        "eval_vs_pycocotools", ours, peer, "s", better="lower", images=n_images,
+        detections=int(sum(len(p["scores"]) for p in preds)), repeats=repeats,
+        ours_runs=ours_t, peer_runs=peer_t, coco_identical=identical,
+        coco_max_abs_diff=float(max(diff_prec, diff_stats)), goal_ratio=2.0,
+        bootstrap_1000_images_1000_resamples_s=boot_s,
+    )]  # fmt: skip
