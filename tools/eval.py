@@ -16,6 +16,7 @@ Files mode (scores any model's COCO results; no model)::
 Both print a per-class table and write DIR/metrics.json, per_class.csv, predictions.json,
 thresholds.json, PNG plots and TensorBoard event files. Logic: :mod:`cxr.evaluation.runner`.
 """
+
 import argparse
 import logging
 import sys
@@ -24,8 +25,9 @@ import cxr  # noqa: F401  (registers datasets, models, evaluators)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--config-file", default="", help="model config (checkpoints mode)")
     p.add_argument("--checkpoint", nargs="+", default=[], help="checkpoint files or folders")
     p.add_argument("--dataset", default="", help="registered dataset (default DATASETS.TEST[0])")
@@ -34,8 +36,12 @@ def parse_args(argv=None):
     p.add_argument("--gt-json", default="", help="COCO ground truth (files mode)")
     p.add_argument("--detections", default="", help="COCO results JSON (files mode)")
     p.add_argument("--output", required=True, help="output folder (must not contain an input)")
-    p.add_argument("--cm-threshold", type=float, default=None,
-                   help="image-level score threshold for every class (default CXR.EVAL 0.3)")
+    p.add_argument(
+        "--cm-threshold",
+        type=float,
+        default=None,
+        help="image-level score threshold for every class (default CXR.EVAL 0.3)",
+    )
     p.add_argument("--thresholds", default="", help="thresholds.json: per-class operating points")
     p.add_argument("--bootstrap", type=int, default=None, help="bootstrap resamples (0 = no CIs)")
     p.add_argument("--seed", type=int, default=None, help="bootstrap seed")

@@ -9,6 +9,7 @@ preds/findings.csv (per-image findings at the operating points: thresholds.json,
 --cm-threshold for every class) and preds/overlays/*.png. Never writes beside or over its inputs.
 Logic: :mod:`cxr.evaluation.predictor`.
 """
+
 import argparse
 import json
 import logging
@@ -18,17 +19,25 @@ import cxr  # noqa: F401  (registers datasets and models)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--config-file", required=True, help="model config")
     p.add_argument("--checkpoint", required=True, help="model weights (.pth)")
     p.add_argument("--input", nargs="+", required=True, help="image files and/or folders")
     p.add_argument("--output", required=True, help="output folder (not beside the inputs)")
     p.add_argument("--thresholds", default="", help="thresholds.json (per-class operating points)")
-    p.add_argument("--cm-threshold", type=float, default=None,
-                   help="threshold for classes without an operating point (default CXR.EVAL)")
-    p.add_argument("--classes", default="", help="comma-separated class names (default: the "
-                   "config's dataset metadata)")  # fmt: skip
+    p.add_argument(
+        "--cm-threshold",
+        type=float,
+        default=None,
+        help="threshold for classes without an operating point (default CXR.EVAL)",
+    )
+    p.add_argument(
+        "--classes",
+        default="",
+        help="comma-separated class names (default: the " "config's dataset metadata)",
+    )
     p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return p.parse_args(argv)
@@ -40,8 +49,12 @@ def main(argv=None):
 
     from cxr.config import load_config
     from cxr.evaluation import load_thresholds
-    from cxr.evaluation.predictor import (XrayPredictor, check_predict_output,
-                                          class_names_from_cfg, predict_files)  # fmt: skip
+    from cxr.evaluation.predictor import (
+        XrayPredictor,
+        check_predict_output,
+        class_names_from_cfg,
+        predict_files,
+    )
 
     args = parse_args(argv)
     setup_logger(name="cxr")
@@ -53,12 +66,22 @@ def main(argv=None):
     cfg.freeze()
     names = [c.strip() for c in args.classes.split(",") if c.strip()] or class_names_from_cfg(cfg)
     if not names:
-        raise SystemExit("class names unknown: pass --classes A,B,... or a config whose "
-                         "DATASETS.TEST is registered")  # fmt: skip
+        raise SystemExit(
+            "class names unknown: pass --classes A,B,... or a config whose "
+            "DATASETS.TEST is registered"
+        )
     thresholds = load_thresholds(args.thresholds) if args.thresholds else None
     cm = cfg.CXR.EVAL.CM_THRESHOLD if args.cm_threshold is None else args.cm_threshold
-    stats = predict_files(XrayPredictor(cfg, args.checkpoint), args.input, args.output, names,
-                          thresholds, cm, len(cfg.MODEL.PIXEL_MEAN), not args.no_overlays)  # fmt: skip
+    stats = predict_files(
+        XrayPredictor(cfg, args.checkpoint),
+        args.input,
+        args.output,
+        names,
+        thresholds,
+        cm,
+        len(cfg.MODEL.PIXEL_MEAN),
+        not args.no_overlays,
+    )
     print(json.dumps(stats))
     return stats
 

@@ -9,6 +9,7 @@ row also records that the COCO numbers are identical (max |difference| of the pr
 and the six AP stats) and the time of 1,000 images x 100 detections with 1,000 bootstrap
 resamples.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -41,8 +42,14 @@ def synthetic_eval_set(num_images: int, dets_per_image: int = 100, seed: int = 0
         wh = rng.uniform(20, 300, (n_gt, 2))
         xy = rng.uniform(0, 1024 - 300, (n_gt, 2))
         cls = rng.integers(0, NUM_CLASSES, n_gt)
-        annos = [{"bbox": [float(v) for v in (*xy[j], *wh[j])], "bbox_mode": BoxMode.XYWH_ABS,
-                  "category_id": int(cls[j])} for j in range(n_gt)]  # fmt: skip
+        annos = [
+            {
+                "bbox": [float(v) for v in (*xy[j], *wh[j])],
+                "bbox_mode": BoxMode.XYWH_ABS,
+                "category_id": int(cls[j]),
+            }
+            for j in range(n_gt)
+        ]
         hits = min(3 * n_gt, dets_per_image)
         src = np.repeat(np.arange(n_gt), 3)[:hits]
         hx = xy[src] + rng.normal(0, 0.08, (hits, 2)) * wh[src]
@@ -52,11 +59,21 @@ def synthetic_eval_set(num_images: int, dets_per_image: int = 100, seed: int = 0
         rx = rng.uniform(0, 1024 - 300, (n_rand, 2))
         xywh = np.r_[np.c_[hx, hw], np.c_[rx, rw]]
         scores = np.r_[rng.beta(4, 2, hits), rng.beta(1.5, 4, n_rand)]
-        classes = np.r_[np.where(rng.random(hits) < 0.85, cls[src], rng.integers(0, 8, hits)),
-                        rng.integers(0, NUM_CLASSES, n_rand)]  # fmt: skip
+        classes = np.r_[
+            np.where(rng.random(hits) < 0.85, cls[src], rng.integers(0, 8, hits)),
+            rng.integers(0, NUM_CLASSES, n_rand),
+        ]
         boxes = np.c_[xywh[:, :2], xywh[:, :2] + xywh[:, 2:]]
-        dicts.append({"image_id": i, "file_name": f"synthetic_{i}.png", "height": 1024,
-                      "width": 1024, "patient_id": f"p{i // 2}", "annotations": annos})  # fmt: skip
+        dicts.append(
+            {
+                "image_id": i,
+                "file_name": f"synthetic_{i}.png",
+                "height": 1024,
+                "width": 1024,
+                "patient_id": f"p{i // 2}",
+                "annotations": annos,
+            }
+        )
         preds.append({"image_id": i, "boxes": boxes, "scores": scores, "classes": classes})
     return dicts, preds
 
@@ -67,8 +84,9 @@ def _register(name: str, dicts: list) -> None:
     if name in DatasetCatalog.list():
         DatasetCatalog.remove(name)
     DatasetCatalog.register(name, lambda: dicts)
-    MetadataCatalog.get(name).set(thing_classes=[f"class{k}" for k in range(NUM_CLASSES)],
-                                  evaluator_type="cxr")  # fmt: skip
+    MetadataCatalog.get(name).set(
+        thing_classes=[f"class{k}" for k in range(NUM_CLASSES)], evaluator_type="cxr"
+    )
 
 
 def _coco_gt(dicts: list) -> dict:
@@ -76,11 +94,21 @@ def _coco_gt(dicts: list) -> dict:
     for d in dicts:
         for a in d["annotations"]:
             x, y, w, h = a["bbox"]
-            anns.append({"id": len(anns) + 1, "image_id": d["image_id"], "category_id":
-                         a["category_id"], "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0})  # fmt: skip
-    return {"images": [{"id": d["image_id"], "width": 1024, "height": 1024} for d in dicts],
-            "categories": [{"id": k, "name": f"class{k}"} for k in range(NUM_CLASSES)],
-            "annotations": anns}  # fmt: skip
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": d["image_id"],
+                    "category_id": a["category_id"],
+                    "bbox": [x, y, w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                }
+            )
+    return {
+        "images": [{"id": d["image_id"], "width": 1024, "height": 1024} for d in dicts],
+        "categories": [{"id": k, "name": f"class{k}"} for k in range(NUM_CLASSES)],
+        "annotations": anns,
+    }
 
 
 def _evaluator(name: str, bootstrap: int, preds: list):
@@ -138,12 +166,14 @@ def eval(args) -> list[dict]:  # noqa: A001  (the --task name)
     ours_prec = ev.last_result.coco["precision"]
     diff_prec = float(np.max(np.abs(ours_prec - pe.eval["precision"][..., -1])))
     keys = ("AP", "AP50", "AP75", "APs", "APm", "APl")
-    diff_stats = max(abs(out["cxr"][k] - pe.stats[i]) for i, k in enumerate(keys)
-                     if pe.stats[i] != -1)  # fmt: skip
+    diff_stats = max(
+        abs(out["cxr"][k] - pe.stats[i]) for i, k in enumerate(keys) if pe.stats[i] != -1
+    )
     identical = bool(diff_prec == 0.0 and diff_stats == 0.0)
     if not identical:
-        logger.error("COCO numbers differ from pycocotools: precision %g, stats %g", diff_prec,
-                     diff_stats)  # fmt: skip
+        logger.error(
+            "COCO numbers differ from pycocotools: precision %g, stats %g", diff_prec, diff_stats
+        )
     # the issue-5 speed figure: 1,000 images x 100 detections with 1,000 bootstrap resamples
     d1, p1 = synthetic_eval_set(1000, seed=1)
     _register(name + "_1k", d1)
@@ -152,14 +182,32 @@ def eval(args) -> list[dict]:  # noqa: A001  (the --task name)
     e1.evaluate()
     boot_s = time.perf_counter() - t0
     ours, peer = statistics.median(ours_t), statistics.median(peer_t)
-    logger.info("eval: ours %.2f s (runs %s), pycocotools %.2f s (runs %s), ratio %.3f; COCO "
-                "identical: %s; 1k images + 1000 bootstrap: %.2f s", ours,
-                [round(t, 2) for t in ours_t], peer, [round(t, 2) for t in peer_t], ours / peer,
-                identical, boot_s)  # fmt: skip
-    return [result_row(
-        "eval_vs_pycocotools", ours, peer, "s", better="lower", images=n_images,
-        detections=int(sum(len(p["scores"]) for p in preds)), repeats=repeats,
-        ours_runs=ours_t, peer_runs=peer_t, coco_identical=identical,
-        coco_max_abs_diff=float(max(diff_prec, diff_stats)), goal_ratio=2.0,
-        bootstrap_1000_images_1000_resamples_s=boot_s,
-    )]  # fmt: skip
+    logger.info(
+        "eval: ours %.2f s (runs %s), pycocotools %.2f s (runs %s), ratio %.3f; COCO "
+        "identical: %s; 1k images + 1000 bootstrap: %.2f s",
+        ours,
+        [round(t, 2) for t in ours_t],
+        peer,
+        [round(t, 2) for t in peer_t],
+        ours / peer,
+        identical,
+        boot_s,
+    )
+    return [
+        result_row(
+            "eval_vs_pycocotools",
+            ours,
+            peer,
+            "s",
+            better="lower",
+            images=n_images,
+            detections=int(sum(len(p["scores"]) for p in preds)),
+            repeats=repeats,
+            ours_runs=ours_t,
+            peer_runs=peer_t,
+            coco_identical=identical,
+            coco_max_abs_diff=float(max(diff_prec, diff_stats)),
+            goal_ratio=2.0,
+            bootstrap_1000_images_1000_resamples_s=boot_s,
+        )
+    ]

@@ -2,6 +2,7 @@
 
 Entries are callables ``(dataset_name, cfg, output_dir) -> DatasetEvaluator``.
 """
+
 from __future__ import annotations
 
 from detectron2.data import MetadataCatalog
@@ -9,7 +10,6 @@ from detectron2.evaluation import COCOEvaluator, DatasetEvaluator
 from detectron2.utils.registry import Registry
 
 __all__ = ["EVALUATOR_REGISTRY", "build_evaluator"]
-
 
 
 class _TypeRegistry(Registry):

@@ -1,4 +1,5 @@
 """Config keys read by :mod:`cxr.evaluation`; each with a comment."""
+
 from detectron2.config import CfgNode as CN
 
 

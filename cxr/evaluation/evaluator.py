@@ -1,4 +1,5 @@
 """``CXREvaluator``: detectron2 ``DatasetEvaluator`` for the medical metric set."""
+
 from __future__ import annotations
 
 import itertools
@@ -70,8 +71,10 @@ def dataset_to_detection_set(
         for j, a in enumerate(d.get("annotations", [])):
             cat = a.get("category_id")
             if not isinstance(cat, (int, np.integer)) or not 0 <= cat < num_classes:
-                raise ValueError(f"{dataset_name}: image {iid!r}, annotation {j}: field "
-                                 f"category_id={cat!r} not in [0, {num_classes})")  # fmt: skip
+                raise ValueError(
+                    f"{dataset_name}: image {iid!r}, annotation {j}: field "
+                    f"category_id={cat!r} not in [0, {num_classes})"
+                )
             box = [float(v) for v in a["bbox"]]
             mode = a.get("bbox_mode", BoxMode.XYXY_ABS)
             if mode == BoxMode.XYWH_ABS:
@@ -81,8 +84,10 @@ def dataset_to_detection_set(
                 xyxy = [float(v) for v in BoxMode.convert(box, mode, BoxMode.XYXY_ABS)]
                 xywh = [xyxy[0], xyxy[1], xyxy[2] - xyxy[0], xyxy[3] - xyxy[1]]
             if not np.all(np.isfinite(xyxy)) or xywh[2] < 0 or xywh[3] < 0:
-                raise ValueError(f"{dataset_name}: image {iid!r}, annotation {j}: field bbox "
-                                 f"{box} is not a valid box")  # fmt: skip
+                raise ValueError(
+                    f"{dataset_name}: image {iid!r}, annotation {j}: field bbox "
+                    f"{box} is not a valid box"
+                )
             gi.append(k), gc.append(int(cat)), gxyxy.append(xyxy), gxywh.append(xywh)
             garea.append(float(a["area"]) if "area" in a else xywh[2] * xywh[3])
             gcrowd.append(bool(a.get("iscrowd", 0)))
@@ -90,29 +95,37 @@ def dataset_to_detection_set(
     for p in predictions:
         iid = p["image_id"]
         if iid not in index:
-            raise ValueError(f"{dataset_name}: prediction for image_id {iid!r}, which is not in "
-                             "the dataset")  # fmt: skip
+            raise ValueError(
+                f"{dataset_name}: prediction for image_id {iid!r}, which is not in " "the dataset"
+            )
         n = len(p["scores"])
         if n == 0:
             continue
         cls = np.asarray(p["classes"], np.int64)
         if cls.min() < 0 or cls.max() >= num_classes:
-            raise ValueError(f"{dataset_name}: prediction for image {iid!r}: field classes has "
-                             f"values outside [0, {num_classes})")  # fmt: skip
+            raise ValueError(
+                f"{dataset_name}: prediction for image {iid!r}: field classes has "
+                f"values outside [0, {num_classes})"
+            )
         di.append(np.full(n, index[iid])), dc.append(cls)
         db.append(np.asarray(p["boxes"], np.float64).reshape(n, 4))
         ds_.append(np.asarray(p["scores"], np.float64))
-    cat = (lambda xs, shape: np.concatenate(xs) if xs else np.zeros(shape))  # noqa: E731
+    cat = lambda xs, shape: np.concatenate(xs) if xs else np.zeros(shape)  # noqa: E731
     dxyxy = cat(db, (0, 4))
     dset = DetectionSet(
-        num_images=len(order), num_classes=num_classes,
-        gt_image=np.asarray(gi, np.int64), gt_class=np.asarray(gc, np.int64),
+        num_images=len(order),
+        num_classes=num_classes,
+        gt_image=np.asarray(gi, np.int64),
+        gt_class=np.asarray(gc, np.int64),
         gt_boxes=np.asarray(gxyxy, np.float64).reshape(-1, 4),
         gt_boxes_xywh=np.asarray(gxywh, np.float64).reshape(-1, 4),
-        gt_area=np.asarray(garea, np.float64), gt_crowd=np.asarray(gcrowd, bool),
-        dt_image=cat(di, (0,)).astype(np.int64), dt_class=cat(dc, (0,)).astype(np.int64),
-        dt_boxes=dxyxy, dt_scores=cat(ds_, (0,)),
-    )  # fmt: skip
+        gt_area=np.asarray(garea, np.float64),
+        gt_crowd=np.asarray(gcrowd, bool),
+        dt_image=cat(di, (0,)).astype(np.int64),
+        dt_class=cat(dc, (0,)).astype(np.int64),
+        dt_boxes=dxyxy,
+        dt_scores=cat(ds_, (0,)),
+    )
     return dset, order, patients
 
 
@@ -175,18 +188,25 @@ class CXREvaluator(DatasetEvaluator):
         if isinstance(thresholds, str):
             thresholds = load_thresholds(thresholds)
         self._kw = dict(
-            cm_threshold=float(cm_threshold), thresholds=thresholds, bootstrap=int(bootstrap),
-            seed=int(seed), iou_froc=float(iou_froc), iou_voc=float(iou_voc),
-            operating_point=operating_point, target_sensitivity=float(target_sensitivity),
+            cm_threshold=float(cm_threshold),
+            thresholds=thresholds,
+            bootstrap=int(bootstrap),
+            seed=int(seed),
+            iou_froc=float(iou_froc),
+            iou_voc=float(iou_voc),
+            operating_point=operating_point,
+            target_sensitivity=float(target_sensitivity),
             max_dets=int(max_dets),
-        )  # fmt: skip
+        )
         self._plots = plots
         self._distributed = distributed
         meta = MetadataCatalog.get(dataset_name)
         self._class_names = list(meta.thing_classes)
         id_map = meta.get("thing_dataset_id_to_contiguous_id", None)
         self._contiguous_to_dataset = (
-            {v: k for k, v in id_map.items()} if id_map else {i: i for i in range(len(self._class_names))}
+            {v: k for k, v in id_map.items()}
+            if id_map
+            else {i: i for i in range(len(self._class_names))}
         )
         self.last_result: MedicalResult | None = None
         self.reset()
@@ -195,12 +215,19 @@ class CXREvaluator(DatasetEvaluator):
     def from_config(cls, cfg, dataset_name: str, output_dir: str | None = None) -> dict:
         e = cfg.CXR.EVAL
         return {
-            "dataset_name": dataset_name, "output_dir": output_dir,
-            "cm_threshold": e.CM_THRESHOLD, "thresholds": e.THRESHOLDS_FILE or None,
-            "bootstrap": e.BOOTSTRAP, "seed": e.BOOTSTRAP_SEED, "iou_froc": e.IOU_FROC,
-            "iou_voc": e.IOU_VOC, "operating_point": e.OPERATING_POINT,
-            "target_sensitivity": e.TARGET_SENSITIVITY, "max_dets": e.MAX_DETS, "plots": e.PLOTS,
-        }  # fmt: skip
+            "dataset_name": dataset_name,
+            "output_dir": output_dir,
+            "cm_threshold": e.CM_THRESHOLD,
+            "thresholds": e.THRESHOLDS_FILE or None,
+            "bootstrap": e.BOOTSTRAP,
+            "seed": e.BOOTSTRAP_SEED,
+            "iou_froc": e.IOU_FROC,
+            "iou_voc": e.IOU_VOC,
+            "operating_point": e.OPERATING_POINT,
+            "target_sensitivity": e.TARGET_SENSITIVITY,
+            "max_dets": e.MAX_DETS,
+            "plots": e.PLOTS,
+        }
 
     def reset(self) -> None:
         self._predictions: list[dict] = []
@@ -208,8 +235,12 @@ class CXREvaluator(DatasetEvaluator):
     def process(self, inputs, outputs) -> None:
         """Keep each image's boxes (XYXY_ABS), scores and classes as small numpy arrays."""
         for inp, out in zip(inputs, outputs):
-            rec = {"image_id": inp["image_id"], "boxes": np.zeros((0, 4)), "scores": np.zeros(0),
-                   "classes": np.zeros(0, np.int64)}  # fmt: skip
+            rec = {
+                "image_id": inp["image_id"],
+                "boxes": np.zeros((0, 4)),
+                "scores": np.zeros(0),
+                "classes": np.zeros(0, np.int64),
+            }
             if "instances" in out:
                 inst = out["instances"].to("cpu")
                 rec["boxes"] = inst.pred_boxes.tensor.numpy().astype(np.float64)
@@ -227,10 +258,19 @@ class CXREvaluator(DatasetEvaluator):
         for p in predictions:
             b = np.asarray(p["boxes"], np.float64).reshape(-1, 4)
             for box, s, c in zip(b, p["scores"], p["classes"]):
-                out.append({"image_id": p["image_id"],
-                            "category_id": int(self._contiguous_to_dataset[int(c)]),
-                            "bbox": [float(box[0]), float(box[1]), float(box[2] - box[0]),
-                                     float(box[3] - box[1])], "score": float(s)})  # fmt: skip
+                out.append(
+                    {
+                        "image_id": p["image_id"],
+                        "category_id": int(self._contiguous_to_dataset[int(c)]),
+                        "bbox": [
+                            float(box[0]),
+                            float(box[1]),
+                            float(box[2] - box[0]),
+                            float(box[3] - box[1]),
+                        ],
+                        "score": float(s),
+                    }
+                )
         return out
 
     def evaluate(self) -> dict:
@@ -254,14 +294,23 @@ class CXREvaluator(DatasetEvaluator):
         )
         res.metrics["settings"]["dataset"] = self._dataset_name
         self.last_result = res
-        logger.info("[CXREvaluator] metrics of %s computed in %.2f s", self._dataset_name,
-                    time.perf_counter() - t0)  # fmt: skip
+        logger.info(
+            "[CXREvaluator] metrics of %s computed in %.2f s",
+            self._dataset_name,
+            time.perf_counter() - t0,
+        )
         if self._output_dir:
             write_report(
-                res, self._class_names, self._output_dir, predictions=self.coco_results(preds),
-                plots=self._plots, threshold_meta={"dataset": self._dataset_name},
-            )  # fmt: skip
-        logger.info("Evaluation of %s:\n%s", self._dataset_name, format_table(res, self._class_names))
+                res,
+                self._class_names,
+                self._output_dir,
+                predictions=self.coco_results(preds),
+                plots=self._plots,
+                threshold_meta={"dataset": self._dataset_name},
+            )
+        logger.info(
+            "Evaluation of %s:\n%s", self._dataset_name, format_table(res, self._class_names)
+        )
         log_to_event_storage(res, self._class_names)
         return {"cxr": flat_results(res.metrics, self._class_names)}
 

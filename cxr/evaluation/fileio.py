@@ -1,4 +1,5 @@
 """Atomic file writes (temp file in the same folder + ``os.replace``) for the report files."""
+
 from __future__ import annotations
 
 import json

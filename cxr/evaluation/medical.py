@@ -4,6 +4,7 @@
 the ``metrics.json`` content (schema in README, "Evaluation and metrics") plus the arrays the
 report needs for plots. Pure numpy; no detectron2 state.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -146,17 +147,19 @@ def compute_medical_metrics(
 
     image_level = {
         "threshold": float(cm_threshold) if not thresholds else float("nan"),
-        "per_class": {n: {**il_dict(per[n]), "threshold": float(thr[c])}
-                      for c, n in enumerate(class_names)},  # fmt: skip
+        "per_class": {
+            n: {**il_dict(per[n]), "threshold": float(thr[c])} for c, n in enumerate(class_names)
+        },
         "any_finding": il_dict(anyd),
         "macro": {k: float(v[0]) for k, v in macro.items()},
     }
     out = {
         "coco": {
             **{k: coco[k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl") if k in coco},
-            "per_class": {n: {"AP": float(coco["per_class_AP"][c]),
-                              "AP50": float(coco["per_class_AP50"][c])}
-                          for c, n in enumerate(class_names)},  # fmt: skip
+            "per_class": {
+                n: {"AP": float(coco["per_class_AP"][c]), "AP50": float(coco["per_class_AP50"][c])}
+                for c, n in enumerate(class_names)
+            },
         },
         "voc_map40": float(voc_mean[0]),
         "voc_ap40": {n: float(voc_per[0, c]) for c, n in enumerate(class_names)},
@@ -169,10 +172,12 @@ def compute_medical_metrics(
             "sensitivity": [float(x) for x in fr["sensitivity"][0]],
             "cpm": float(fr["cpm"][0]),
             "per_class": {
-                n: {"sensitivity": [float(x) for x in fr["per_class_sensitivity"][0, c]],
-                    "cpm": float(fr["per_class_cpm"][0, c])}
+                n: {
+                    "sensitivity": [float(x) for x in fr["per_class_sensitivity"][0, c]],
+                    "cpm": float(fr["per_class_cpm"][0, c]),
+                }
                 for c, n in enumerate(class_names)
-            },  # fmt: skip
+            },
         },
         "image_level": image_level,
         "ci95": {},

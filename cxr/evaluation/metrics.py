@@ -24,9 +24,11 @@ is the same code with ``W = ones((1, N))``. Matching of detections to boxes happ
 image, so it does not change under resampling; only counts are re-weighted. This keeps 1,000
 resamples vectorized.
 """
+
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -36,12 +38,16 @@ __all__ = [
     "COCO_IOU_THRESHOLDS",
     "COCO_RECALL_THRESHOLDS",
     "FROC_FPS_PER_IMAGE",
+    "IMAGE_LEVEL_KEYS",
     "IOBB_THRESHOLDS",
+    "ClassMatches",
     "DetectionSet",
+    "FrocMatches",
     "auroc",
     "bootstrap_weights",
     "coco_ap",
     "froc",
+    "froc_curve",
     "froc_matches",
     "image_level_metrics",
     "image_scores",
@@ -52,7 +58,9 @@ __all__ = [
 ]
 
 COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
-COCO_RECALL_THRESHOLDS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
+COCO_RECALL_THRESHOLDS = np.linspace(
+    0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True
+)
 # name -> [min, max] box area in pixels^2, as pycocotools.
 COCO_AREA_RANGES = {
     "all": (0.0, 1e5**2),
@@ -121,34 +129,47 @@ class DetectionSet:
         G, D = len(self.gt_image), len(self.dt_image)
         if self.gt_boxes_xywh is None:
             b = self.gt_boxes
-            self.gt_boxes_xywh = np.stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], 1)
+            self.gt_boxes_xywh = np.stack(
+                [b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], 1
+            )
         if self.dt_boxes_xywh is None:
             b = self.dt_boxes
-            self.dt_boxes_xywh = np.stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], 1)
+            self.dt_boxes_xywh = np.stack(
+                [b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], 1
+            )
         self.gt_boxes_xywh = _f64(self.gt_boxes_xywh, (4,)).reshape(-1, 4)
         self.dt_boxes_xywh = _f64(self.dt_boxes_xywh, (4,)).reshape(-1, 4)
         if self.gt_area is None:
             self.gt_area = self.gt_boxes_xywh[:, 2] * self.gt_boxes_xywh[:, 3]
         self.gt_area = _f64(self.gt_area).reshape(-1)
         self.gt_crowd = (
-            np.zeros(G, bool) if self.gt_crowd is None else np.asarray(self.gt_crowd, bool).reshape(-1)
+            np.zeros(G, bool)
+            if self.gt_crowd is None
+            else np.asarray(self.gt_crowd, bool).reshape(-1)
         )
         self.gt_ids = (
             np.arange(1, G + 1) if self.gt_ids is None else np.asarray(self.gt_ids).reshape(-1)
         )
         for name, arr, n in [
-            ("gt_class", self.gt_class, G), ("gt_boxes", self.gt_boxes, G),
-            ("gt_area", self.gt_area, G), ("gt_crowd", self.gt_crowd, G),
-            ("gt_ids", self.gt_ids, G), ("gt_boxes_xywh", self.gt_boxes_xywh, G),
-            ("dt_class", self.dt_class, D), ("dt_boxes", self.dt_boxes, D),
-            ("dt_scores", self.dt_scores, D), ("dt_boxes_xywh", self.dt_boxes_xywh, D),
-        ]:  # fmt: skip
+            ("gt_class", self.gt_class, G),
+            ("gt_boxes", self.gt_boxes, G),
+            ("gt_area", self.gt_area, G),
+            ("gt_crowd", self.gt_crowd, G),
+            ("gt_ids", self.gt_ids, G),
+            ("gt_boxes_xywh", self.gt_boxes_xywh, G),
+            ("dt_class", self.dt_class, D),
+            ("dt_boxes", self.dt_boxes, D),
+            ("dt_scores", self.dt_scores, D),
+            ("dt_boxes_xywh", self.dt_boxes_xywh, D),
+        ]:
             if len(arr) != n:
                 raise ValueError(f"DetectionSet: field {name} has {len(arr)} rows, expected {n}")
         for name, arr, hi in [
-            ("gt_image", self.gt_image, self.num_images), ("dt_image", self.dt_image, self.num_images),
-            ("gt_class", self.gt_class, self.num_classes), ("dt_class", self.dt_class, self.num_classes),
-        ]:  # fmt: skip
+            ("gt_image", self.gt_image, self.num_images),
+            ("dt_image", self.dt_image, self.num_images),
+            ("gt_class", self.gt_class, self.num_classes),
+            ("dt_class", self.dt_class, self.num_classes),
+        ]:
             if len(arr) and (arr.min() < 0 or arr.max() >= hi):
                 raise ValueError(f"DetectionSet: field {name} has values outside [0, {hi})")
 
@@ -368,8 +389,10 @@ def coco_ap(
     crowd = _pad(ds.gt_crowd)[sidx] & slot_ok
     garea = _pad(ds.gt_area)[sidx]
     rng = np.asarray(list(area_ranges.values()), np.float64)  # (A, 2)
-    ign = crowd[:, None, :] | (garea[:, None, :] < rng[None, :, 0:1]) | (
-        garea[:, None, :] > rng[None, :, 1:2]
+    ign = (
+        crowd[:, None, :]
+        | (garea[:, None, :] < rng[None, :, 0:1])
+        | (garea[:, None, :] > rng[None, :, 1:2])
     )
     dts = g.dt_order
     ious = _pairwise_xywh_iou(
@@ -401,8 +424,8 @@ def coco_ap(
     tps = np.ascontiguousarray(dtm & ~dt_ig)
     fps = np.ascontiguousarray(~dtm & ~dt_ig)
     # non-ignored boxes per class and area
-    gt_ign_flat = ds.gt_crowd[:, None] | (ds.gt_area[:, None] < rng[:, 0]) | (
-        ds.gt_area[:, None] > rng[:, 1]
+    gt_ign_flat = (
+        ds.gt_crowd[:, None] | (ds.gt_area[:, None] < rng[:, 0]) | (ds.gt_area[:, None] > rng[:, 1])
     )
     npig = np.zeros((C, A), np.int64)
     np.add.at(npig, ds.gt_class, (~gt_ign_flat).astype(np.int64))
@@ -596,9 +619,13 @@ def iobb_accuracy(
     thr = np.broadcast_to(np.asarray(score_thresholds, np.float64), (ds.num_classes,))
     keep = ds.dt_scores >= thr[ds.dt_class]
     sub = dataclasses.replace(
-        ds, dt_image=ds.dt_image[keep], dt_class=ds.dt_class[keep], dt_boxes=ds.dt_boxes[keep],
-        dt_scores=ds.dt_scores[keep], dt_boxes_xywh=None,
-    )  # fmt: skip
+        ds,
+        dt_image=ds.dt_image[keep],
+        dt_class=ds.dt_class[keep],
+        dt_boxes=ds.dt_boxes[keep],
+        dt_scores=ds.dt_scores[keep],
+        dt_boxes_xywh=None,
+    )
     g = _group(sub)
     slot_ok, sidx = _slots(g)
     best = np.zeros(len(ds.gt_image) + 1)
@@ -660,15 +687,23 @@ def froc_matches(ds: DetectionSet, iou_threshold: float = 0.4) -> FrocMatches:
     dts = g.dt_order
     order = np.lexsort((dts, -ds.dt_scores[dts]))  # ties: input order
     return FrocMatches(
-        ds.dt_image[dts][order], ds.dt_class[dts][order], (m >= 0)[order],
-        ds.dt_scores[dts][order], ds.gt_counts,
-    )  # fmt: skip
+        ds.dt_image[dts][order],
+        ds.dt_class[dts][order],
+        (m >= 0)[order],
+        ds.dt_scores[dts][order],
+        ds.gt_counts,
+    )
 
 
 def _froc_curve_weighted(
-    tp: np.ndarray, scores: np.ndarray, image: np.ndarray, n_gt: np.ndarray, W: np.ndarray,
-    fps_points: np.ndarray, chunk: int = 64,
-) -> np.ndarray:  # fmt: skip
+    tp: np.ndarray,
+    scores: np.ndarray,
+    image: np.ndarray,
+    n_gt: np.ndarray,
+    W: np.ndarray,
+    fps_points: np.ndarray,
+    chunk: int = 64,
+) -> np.ndarray:
     """Sensitivity at each FP/image point, for each weight row (B, len(fps_points))."""
     B = W.shape[0]
     npos = W @ n_gt.astype(np.float64)
@@ -726,22 +761,21 @@ def froc(
     sens = _froc_curve_weighted(m.tp, m.scores, m.image, m.gt_counts.sum(1), W, pts)
     out = {"fps_per_image": pts, "sensitivity": sens, "cpm": sens.mean(1)}
     if per_class:
-        pcs = np.stack(
-            [
-                _froc_curve_weighted(
-                    m.tp[m.cls == c], m.scores[m.cls == c], m.image[m.cls == c],
-                    m.gt_counts[:, c], W, pts,
-                )  # fmt: skip
-                for c in range(ds.num_classes)
-            ],
-            1,
-        ) if ds.num_classes else np.zeros((len(W), 0, len(pts)))  # fmt: skip
+        curves = []
+        for c in range(ds.num_classes):
+            k = m.cls == c
+            curves.append(
+                _froc_curve_weighted(m.tp[k], m.scores[k], m.image[k], m.gt_counts[:, c], W, pts)
+            )
+        pcs = np.stack(curves, 1) if curves else np.zeros((len(W), 0, len(pts)))
         out["per_class_sensitivity"] = pcs
         out["per_class_cpm"] = pcs.mean(2)
     return out
 
 
-def froc_curve(m: FrocMatches, num_images: int, cls: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def froc_curve(
+    m: FrocMatches, num_images: int, cls: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The full FROC curve (for plots): FP/image and sensitivity at every score threshold.
 
     Args:
@@ -821,7 +855,18 @@ def auroc(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = N
     return out
 
 
-IMAGE_LEVEL_KEYS = ("tp", "fp", "tn", "fn", "sensitivity", "specificity", "ppv", "npv", "f1", "auroc")
+IMAGE_LEVEL_KEYS = (
+    "tp",
+    "fp",
+    "tn",
+    "fn",
+    "sensitivity",
+    "specificity",
+    "ppv",
+    "npv",
+    "f1",
+    "auroc",
+)
 
 
 def image_level_metrics(
@@ -853,11 +898,17 @@ def image_level_metrics(
             return np.where(b > 0, a / np.where(b > 0, b, 1), np.nan)
 
         return {
-            "tp": tp, "fp": fp, "tn": tn, "fn": fn,
-            "sensitivity": ratio(tp, tp + fn), "specificity": ratio(tn, tn + fp),
-            "ppv": ratio(tp, tp + fp), "npv": ratio(tn, tn + fn),
-            "f1": ratio(2 * tp, 2 * tp + fp + fn), "auroc": auroc(scores, y, W),
-        }  # fmt: skip
+            "tp": tp,
+            "fp": fp,
+            "tn": tn,
+            "fn": fn,
+            "sensitivity": ratio(tp, tp + fn),
+            "specificity": ratio(tn, tn + fp),
+            "ppv": ratio(tp, tp + fp),
+            "npv": ratio(tn, tn + fn),
+            "f1": ratio(2 * tp, 2 * tp + fp + fn),
+            "auroc": auroc(scores, y, W),
+        }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -865,9 +916,7 @@ def image_level_metrics(
 # ----------------------------------------------------------------------------------------------
 
 
-def bootstrap_weights(
-    groups: Sequence | np.ndarray, n_resamples: int, seed: int = 0
-) -> np.ndarray:
+def bootstrap_weights(groups: Sequence | np.ndarray, n_resamples: int, seed: int = 0) -> np.ndarray:
     """Image weights of a seeded percentile bootstrap that resamples patients.
 
     Rule: each resample draws as many units as there are distinct ``groups`` (patients; pass
@@ -901,9 +950,6 @@ def percentile_ci(samples: np.ndarray, level: float = 0.95) -> np.ndarray:
     """
     a = (1 - level) / 2 * 100
     s = np.asarray(samples, np.float64)
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return np.nanpercentile(s, [a, 100 - a], axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices give NaN, as documented
+        return np.nanpercentile(s, [a, 100 - a], axis=0)

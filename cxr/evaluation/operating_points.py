@@ -10,6 +10,7 @@
 
 A detection / image score >= its class threshold counts as positive.
 """
+
 from __future__ import annotations
 
 import json
@@ -82,8 +83,12 @@ def select_thresholds(
             defaulted.append(name)
             t = float(default)
         out[name] = t
-    meta = {"rule": rule, "default": float(default), "defaulted": defaulted,
-            "num_images": int(scores.shape[0])}  # fmt: skip
+    meta = {
+        "rule": rule,
+        "default": float(default),
+        "defaulted": defaulted,
+        "num_images": int(scores.shape[0]),
+    }
     if rule == "sensitivity":
         meta["target_sensitivity"] = float(target_sensitivity)
     return out, meta
@@ -96,9 +101,12 @@ def save_thresholds(path: str, thresholds: dict[str, float], meta: dict | None =
             raise ValueError(f"{path}: threshold of class {k!r} is not finite: {v}")
     write_json_atomic(
         path,
-        {"format": THRESHOLDS_FORMAT, "thresholds": {str(k): float(v) for k, v in thresholds.items()},
-         "meta": meta or {}},
-    )  # fmt: skip
+        {
+            "format": THRESHOLDS_FORMAT,
+            "thresholds": {str(k): float(v) for k, v in thresholds.items()},
+            "meta": meta or {},
+        },
+    )
 
 
 def load_thresholds(path: str) -> dict[str, float]:
@@ -118,8 +126,9 @@ def load_thresholds(path: str) -> dict[str, float]:
     if not isinstance(data, dict) or not isinstance(data.get("thresholds"), dict):
         raise ValueError(f"{path}: field 'thresholds' (class name -> number) is missing")
     if data.get("format", THRESHOLDS_FORMAT) != THRESHOLDS_FORMAT:
-        raise ValueError(f"{path}: field 'format' is {data.get('format')!r}, expected "
-                         f"{THRESHOLDS_FORMAT!r}")  # fmt: skip
+        raise ValueError(
+            f"{path}: field 'format' is {data.get('format')!r}, expected " f"{THRESHOLDS_FORMAT!r}"
+        )
     out = {}
     for k, v in data["thresholds"].items():
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):

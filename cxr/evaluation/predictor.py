@@ -12,6 +12,7 @@ an input file):
 Images are read, predicted and written one at a time (memory stays flat over many images).
 Unreadable files are logged and listed in ``errors.csv``; the run continues.
 """
+
 from __future__ import annotations
 
 import csv
@@ -61,8 +62,10 @@ def check_predict_output(output_dir: str, inputs: Sequence[str]) -> None:
         rp = os.path.realpath(p)
         folder = rp if os.path.isdir(rp) else os.path.dirname(rp)
         if out == rp or out == folder or os.path.commonpath([out, folder]) == folder:
-            raise ValueError(f"--output {output_dir!r} is next to or inside the input {p!r}; "
-                             "predictions are never written beside their inputs")  # fmt: skip
+            raise ValueError(
+                f"--output {output_dir!r} is next to or inside the input {p!r}; "
+                "predictions are never written beside their inputs"
+            )
 
 
 class _AtomicCsv:
@@ -93,8 +96,15 @@ def _overlay(gray: np.ndarray, boxes: np.ndarray, labels: list[str]) -> np.ndarr
     t = max(1, round(max(gray.shape) / 400))
     for (x1, y1, x2, y2), text in zip(boxes.round().astype(int), labels):
         cv2.rectangle(img, (x1, y1), (x2, y2), (0, 0, 255), t)
-        cv2.putText(img, text, (x1, max(y1 - 4 * t, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * t,
-                    (0, 255, 255), t)  # fmt: skip
+        cv2.putText(
+            img,
+            text,
+            (x1, max(y1 - 4 * t, 10)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4 * t,
+            (0, 255, 255),
+            t,
+        )
     return img
 
 
@@ -135,10 +145,14 @@ def predict_files(
     ov_dir = os.path.join(output_dir, "overlays")
     if overlays:
         os.makedirs(ov_dir, exist_ok=True)
-    preds = _AtomicCsv(os.path.join(output_dir, "predictions.csv"),
-                       ["file", "class", "score", "x1", "y1", "x2", "y2"])  # fmt: skip
-    finds = _AtomicCsv(os.path.join(output_dir, "findings.csv"),
-                       ["file", "findings", *[f"score_{n}" for n in class_names]])  # fmt: skip
+    preds = _AtomicCsv(
+        os.path.join(output_dir, "predictions.csv"),
+        ["file", "class", "score", "x1", "y1", "x2", "y2"],
+    )
+    finds = _AtomicCsv(
+        os.path.join(output_dir, "findings.csv"),
+        ["file", "findings", *[f"score_{n}" for n in class_names]],
+    )
     errors = []
     stats = {"images": 0, "detections": 0, "errors": 0, "positive_images": 0}
     ok = False
@@ -159,9 +173,14 @@ def predict_files(
                 preds.row([path, class_names[c], f"{s:.6f}", *(f"{v:.2f}" for v in b)])
             img_scores = np.zeros(len(class_names))
             np.maximum.at(img_scores, classes, scores)
-            pos = [n for c, n in enumerate(class_names) if img_scores[c] > 0 and img_scores[c] >= thr[c]]
-            finds.row([path, ";".join(pos) if pos else "No finding",
-                       *(f"{v:.6f}" for v in img_scores)])  # fmt: skip
+            pos = [
+                n
+                for c, n in enumerate(class_names)
+                if img_scores[c] > 0 and img_scores[c] >= thr[c]
+            ]
+            finds.row(
+                [path, ";".join(pos) if pos else "No finding", *(f"{v:.6f}" for v in img_scores)]
+            )
             if overlays:
                 keep = scores >= thr[classes] if len(classes) else np.zeros(0, bool)
                 labels = [f"{class_names[c]} {s:.2f}" for c, s in zip(classes[keep], scores[keep])]

@@ -3,6 +3,7 @@ thresholds.json, a printable per-class table, and TensorBoard / EventStorage out
 
 Plots use matplotlib's Agg canvas directly (no pyplot global state, no display needed).
 """
+
 from __future__ import annotations
 
 import csv
@@ -20,8 +21,13 @@ from .medical import MedicalResult, flat_results, to_jsonable
 from .fileio import write_bytes_atomic, write_json_atomic, write_text_atomic
 from .operating_points import save_thresholds
 
-__all__ = ["format_table", "log_to_event_storage", "render_pr_curves", "write_pr_curves_tensorboard",
-           "write_report"]  # fmt: skip
+__all__ = [
+    "format_table",
+    "log_to_event_storage",
+    "render_pr_curves",
+    "write_pr_curves_tensorboard",
+    "write_report",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -42,19 +48,31 @@ def per_class_rows(res: MedicalResult, class_names: Sequence[str]) -> list[dict]
     rows = []
     for c, n in enumerate(class_names):
         il = m["image_level"]["per_class"][n]
-        row = {"class": n, "gt_boxes": m["num_gt_boxes_per_class"][n], "positive_images": int(pos[c]),
-               "coco_AP": m["coco"]["per_class"][n]["AP"],
-               "coco_AP50": m["coco"]["per_class"][n]["AP50"], "voc_ap40": m["voc_ap40"][n],
-               "froc_cpm": m["froc"]["per_class"][n]["cpm"]}  # fmt: skip
+        row = {
+            "class": n,
+            "gt_boxes": m["num_gt_boxes_per_class"][n],
+            "positive_images": int(pos[c]),
+            "coco_AP": m["coco"]["per_class"][n]["AP"],
+            "coco_AP50": m["coco"]["per_class"][n]["AP50"],
+            "voc_ap40": m["voc_ap40"][n],
+            "froc_cpm": m["froc"]["per_class"][n]["cpm"],
+        }
         row.update({k: il[k] for k in ("threshold",) + M.IMAGE_LEVEL_KEYS})
         for k in ("sensitivity", "specificity", "auroc"):
             lo, hi = ci.get(f"image_level.per_class.{n}.{k}", [float("nan")] * 2)
             row[f"{k}_ci_low"], row[f"{k}_ci_high"] = lo, hi
         rows.append(row)
     il = m["image_level"]["any_finding"]
-    row = {"class": "any_finding", "gt_boxes": m["num_gt_boxes"], "positive_images": int(res.labels.any(1).sum()) if res.labels.size
-           else 0, "coco_AP": m["coco"]["AP"], "coco_AP50": m["coco"]["AP50"],
-           "voc_ap40": m["voc_map40"], "froc_cpm": m["froc"]["cpm"], "threshold": float("nan")}  # fmt: skip
+    row = {
+        "class": "any_finding",
+        "gt_boxes": m["num_gt_boxes"],
+        "positive_images": int(res.labels.any(1).sum()) if res.labels.size else 0,
+        "coco_AP": m["coco"]["AP"],
+        "coco_AP50": m["coco"]["AP50"],
+        "voc_ap40": m["voc_map40"],
+        "froc_cpm": m["froc"]["cpm"],
+        "threshold": float("nan"),
+    }
     row.update({k: il[k] for k in M.IMAGE_LEVEL_KEYS})
     for k in ("sensitivity", "specificity", "auroc"):
         lo, hi = ci.get(f"image_level.any_finding.{k}", [float("nan")] * 2)
@@ -74,8 +92,21 @@ def format_table(res: MedicalResult, class_names: Sequence[str]) -> str:
         f"FROC CPM {_fmt(m['froc']['cpm'], 1)}  images {m['num_images']}  "
         f"boxes {m['num_gt_boxes']}"
     )
-    cols = ["class", "coco_AP", "coco_AP50", "voc_ap40", "froc_cpm", "threshold", "tp", "fp",
-            "tn", "fn", "sensitivity", "specificity", "auroc"]  # fmt: skip
+    cols = [
+        "class",
+        "coco_AP",
+        "coco_AP50",
+        "voc_ap40",
+        "froc_cpm",
+        "threshold",
+        "tp",
+        "fp",
+        "tn",
+        "fn",
+        "sensitivity",
+        "specificity",
+        "auroc",
+    ]
     pct = {"coco_AP", "coco_AP50", "voc_ap40", "froc_cpm", "sensitivity", "specificity", "auroc"}
     table = []
     for r in per_class_rows(res, class_names):
@@ -124,8 +155,13 @@ def _pr_figure(res: MedicalResult, class_names: Sequence[str]):
         p = prec[0, :, c, 0]
         if (p > -1).any():
             ax.plot(M.COCO_RECALL_THRESHOLDS, p, label=f"{n} (AP50 {100 * np.mean(p):.1f})")
-    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02),
-           title="Per-class PR at IoU 0.5 (COCO interpolation)")  # fmt: skip
+    ax.set(
+        xlabel="recall",
+        ylabel="precision",
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+        title="Per-class PR at IoU 0.5 (COCO interpolation)",
+    )
     if class_names:
         ax.legend(fontsize=7, loc="upper right")
     return fig
@@ -147,16 +183,32 @@ def write_plots(res: MedicalResult, class_names: Sequence[str], out: str) -> lis
     fig = _new_figure()
     ax = fig.add_subplot(111)
     x, y = M.froc_curve(res.froc, n_img)
-    ax.step(x, y, where="post", lw=2, color="k", label=f"all (CPM {100 * res.metrics['froc']['cpm']:.1f})"
-            if not math.isnan(res.metrics["froc"]["cpm"]) else "all")  # fmt: skip
+    ax.step(
+        x,
+        y,
+        where="post",
+        lw=2,
+        color="k",
+        label=(
+            f"all (CPM {100 * res.metrics['froc']['cpm']:.1f})"
+            if not math.isnan(res.metrics["froc"]["cpm"])
+            else "all"
+        ),
+    )
     for c, n in enumerate(class_names):
         x, y = M.froc_curve(res.froc, n_img, c)
         if not np.isnan(y[1:]).all() or len(y) == 1:
             ax.step(x, y, where="post", lw=1, label=n)
     pts = res.metrics["froc"]["fps_per_image"]
     ax.plot(pts, res.metrics["froc"]["sensitivity"], "o", color="k")
-    ax.set(xscale="log", xlim=(pts[0] / 2, pts[-1] * 2), ylim=(0, 1.02), xlabel="false positives per image",
-           ylabel="sensitivity", title="FROC")  # fmt: skip
+    ax.set(
+        xscale="log",
+        xlim=(pts[0] / 2, pts[-1] * 2),
+        ylim=(0, 1.02),
+        xlabel="false positives per image",
+        ylabel="sensitivity",
+        title="FROC",
+    )
     ax.legend(fontsize=7, loc="upper left")
     paths.append(os.path.join(out, "froc.png"))
     _save(fig, paths[-1])
@@ -181,8 +233,13 @@ def write_plots(res: MedicalResult, class_names: Sequence[str], out: str) -> lis
         fpr = [(s[~y] >= t).mean() for t in cand]
         ax.plot(fpr, tpr, lw=2 if n == "any_finding" else 1, label=f"{n} (AUROC {au:.3f})")
     ax.plot([0, 1], [0, 1], ":", color="gray")
-    ax.set(xlabel="1 - specificity", ylabel="sensitivity", title="Image-level ROC", xlim=(0, 1),
-           ylim=(0, 1.02))  # fmt: skip
+    ax.set(
+        xlabel="1 - specificity",
+        ylabel="sensitivity",
+        title="Image-level ROC",
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+    )
     ax.legend(fontsize=7, loc="lower right")
     paths.append(os.path.join(out, "roc_curves.png"))
     _save(fig, paths[-1])
@@ -246,7 +303,9 @@ def write_report(
     return paths
 
 
-def log_to_event_storage(res: MedicalResult, class_names: Sequence[str], prefix: str = "cxr") -> bool:
+def log_to_event_storage(
+    res: MedicalResult, class_names: Sequence[str], prefix: str = "cxr"
+) -> bool:
     """Put the scalars (``<prefix>/<key>``) and a per-class PR-curve image
     (``<prefix>/pr_curves``) into detectron2's current EventStorage, if one is active.
 
@@ -267,10 +326,12 @@ def log_to_event_storage(res: MedicalResult, class_names: Sequence[str], prefix:
     return True
 
 
-def write_pr_curves_tensorboard(writer, res: MedicalResult, class_names: Sequence[str], step: int,
-                                prefix: str = "cxr") -> None:  # fmt: skip
+def write_pr_curves_tensorboard(
+    writer, res: MedicalResult, class_names: Sequence[str], step: int, prefix: str = "cxr"
+) -> None:
     """Native TensorBoard PR curves (``add_pr_curve_raw``), one per class, COCO precision at
-    IoU 0.5 over the 101 recall points. ``writer`` is a ``torch.utils.tensorboard.SummaryWriter``."""
+    IoU 0.5 over the 101 recall points. ``writer`` is a ``torch.utils.tensorboard.SummaryWriter``.
+    """
     prec = res.coco["precision"]
     rc = M.COCO_RECALL_THRESHOLDS
     for c, n in enumerate(class_names):
@@ -282,6 +343,13 @@ def write_pr_curves_tensorboard(writer, res: MedicalResult, class_names: Sequenc
         with np.errstate(divide="ignore", invalid="ignore"):
             fp = np.where(p > 0, tp / p - tp, 0.0)
         writer.add_pr_curve_raw(
-            f"{prefix}/pr_{n}", tp[::-1], fp[::-1], np.zeros(len(rc)), (npos - tp)[::-1],
-            p[::-1], rc[::-1], global_step=step, num_thresholds=len(rc),
-        )  # fmt: skip
+            f"{prefix}/pr_{n}",
+            tp[::-1],
+            fp[::-1],
+            np.zeros(len(rc)),
+            (npos - tp)[::-1],
+            p[::-1],
+            rc[::-1],
+            global_step=step,
+            num_thresholds=len(rc),
+        )

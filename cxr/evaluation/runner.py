@@ -11,6 +11,7 @@ Two modes:
 Outputs never overwrite inputs: :func:`check_output_dir` refuses an output folder that is an
 input file or contains one.
 """
+
 from __future__ import annotations
 
 import csv
@@ -40,8 +41,17 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SUMMARY_KEYS = ("AP", "AP50", "AP75", "voc_map40", "froc_cpm", "sensitivity_macro",
-                "specificity_macro", "auroc_macro", "auroc_any")  # fmt: skip
+SUMMARY_KEYS = (
+    "AP",
+    "AP50",
+    "AP75",
+    "voc_map40",
+    "froc_cpm",
+    "sensitivity_macro",
+    "specificity_macro",
+    "auroc_macro",
+    "auroc_any",
+)
 
 
 def check_output_dir(output_dir: str, inputs: Sequence[str]) -> None:
@@ -84,7 +94,9 @@ def _box(v, path: str, where: str) -> list[float]:
     return b
 
 
-def load_coco_files(gt_json: str, detections_json: str) -> tuple[DetectionSet, list[str], list, list, list[dict]]:
+def load_coco_files(
+    gt_json: str, detections_json: str
+) -> tuple[DetectionSet, list[str], list, list, list[dict]]:
     """Read a COCO GT file and a COCO results file into a :class:`DetectionSet`.
 
     Images are ordered by sorted image id and classes by sorted category id (pycocotools'
@@ -115,10 +127,14 @@ def load_coco_files(gt_json: str, detections_json: str) -> tuple[DetectionSet, l
     for j, a in enumerate(gt.get("annotations", [])):
         where = f"annotations[{j}]"
         if a.get("image_id") not in im_index:
-            raise ValueError(f"{gt_json}: {where}: field image_id={a.get('image_id')!r} is not an image")
+            raise ValueError(
+                f"{gt_json}: {where}: field image_id={a.get('image_id')!r} is not an image"
+            )
         if a.get("category_id") not in cat_index:
-            raise ValueError(f"{gt_json}: {where}: field category_id={a.get('category_id')!r} "
-                             "is not a category")  # fmt: skip
+            raise ValueError(
+                f"{gt_json}: {where}: field category_id={a.get('category_id')!r} "
+                "is not a category"
+            )
         b = _box(a.get("bbox"), gt_json, where)
         gi.append(im_index[a["image_id"]]), gc.append(cat_index[a["category_id"]]), gb.append(b)
         ga.append(float(a["area"]) if "area" in a else b[2] * b[3])
@@ -127,8 +143,10 @@ def load_coco_files(gt_json: str, detections_json: str) -> tuple[DetectionSet, l
     if isinstance(res, dict) and isinstance(res.get("annotations"), list):
         res = res["annotations"]
     if not isinstance(res, list):
-        raise ValueError(f"{detections_json}: expected a list of COCO results "
-                         "({image_id, category_id, bbox, score})")  # fmt: skip
+        raise ValueError(
+            f"{detections_json}: expected a list of COCO results "
+            "({image_id, category_id, bbox, score})"
+        )
     di, dc, db, ds_ = [], [], [], []
     dropped = 0
     kept = []
@@ -137,8 +155,10 @@ def load_coco_files(gt_json: str, detections_json: str) -> tuple[DetectionSet, l
         if not isinstance(d, dict):
             raise ValueError(f"{detections_json}: {where} is not an object")
         if d.get("image_id") not in im_index:
-            raise ValueError(f"{detections_json}: {where}: field image_id={d.get('image_id')!r} "
-                             f"is not an image of {gt_json}")  # fmt: skip
+            raise ValueError(
+                f"{detections_json}: {where}: field image_id={d.get('image_id')!r} "
+                f"is not an image of {gt_json}"
+            )
         if d.get("category_id") not in cat_index:
             dropped += 1
             continue
@@ -148,20 +168,39 @@ def load_coco_files(gt_json: str, detections_json: str) -> tuple[DetectionSet, l
         b = _box(d.get("bbox"), detections_json, where)
         di.append(im_index[d["image_id"]]), dc.append(cat_index[d["category_id"]])
         db.append(b), ds_.append(float(s))
-        kept.append({"image_id": d["image_id"], "category_id": d["category_id"], "bbox": b,
-                     "score": float(s)})  # fmt: skip
+        kept.append(
+            {
+                "image_id": d["image_id"],
+                "category_id": d["category_id"],
+                "bbox": b,
+                "score": float(s),
+            }
+        )
     if dropped:
-        logger.warning("%s: %d detections of categories not in %s were ignored",
-                       detections_json, dropped, gt_json)  # fmt: skip
+        logger.warning(
+            "%s: %d detections of categories not in %s were ignored",
+            detections_json,
+            dropped,
+            gt_json,
+        )
     gxywh = np.asarray(gb, np.float64).reshape(-1, 4)
     dxywh = np.asarray(db, np.float64).reshape(-1, 4)
     dset = DetectionSet(
-        num_images=len(img_ids), num_classes=len(cats), gt_image=gi, gt_class=gc,
-        gt_boxes=np.c_[gxywh[:, :2], gxywh[:, :2] + gxywh[:, 2:]], gt_boxes_xywh=gxywh,
-        gt_area=ga, gt_crowd=gcr, gt_ids=np.asarray(gid), dt_image=di, dt_class=dc,
-        dt_boxes=np.c_[dxywh[:, :2], dxywh[:, :2] + dxywh[:, 2:]], dt_boxes_xywh=dxywh,
+        num_images=len(img_ids),
+        num_classes=len(cats),
+        gt_image=gi,
+        gt_class=gc,
+        gt_boxes=np.c_[gxywh[:, :2], gxywh[:, :2] + gxywh[:, 2:]],
+        gt_boxes_xywh=gxywh,
+        gt_area=ga,
+        gt_crowd=gcr,
+        gt_ids=np.asarray(gid),
+        dt_image=di,
+        dt_class=dc,
+        dt_boxes=np.c_[dxywh[:, :2], dxywh[:, :2] + dxywh[:, 2:]],
+        dt_boxes_xywh=dxywh,
         dt_scores=ds_,
-    )  # fmt: skip
+    )
     by_id = {im["id"]: im for im in gt["images"]}
     patients = [by_id[i].get("patient_id") for i in img_ids]
     if all(p is None for p in patients):
@@ -206,10 +245,17 @@ def evaluate_files(
     check_output_dir(output_dir, [gt_json, detections_json, kwargs.pop("thresholds_file", None)])
     dset, names, _, patients, kept = load_coco_files(gt_json, detections_json)
     res = compute_medical_metrics(dset, names, patient_ids=patients, **kwargs)
-    res.metrics["settings"].update({"gt_json": os.path.abspath(gt_json),
-                                    "detections": os.path.abspath(detections_json)})  # fmt: skip
-    write_report(res, names, output_dir, predictions=kept, plots=plots,
-                 threshold_meta={"gt_json": os.path.abspath(gt_json)})  # fmt: skip
+    res.metrics["settings"].update(
+        {"gt_json": os.path.abspath(gt_json), "detections": os.path.abspath(detections_json)}
+    )
+    write_report(
+        res,
+        names,
+        output_dir,
+        predictions=kept,
+        plots=plots,
+        threshold_meta={"gt_json": os.path.abspath(gt_json)},
+    )
     if tensorboard:
         _write_tensorboard(output_dir, [(0, res)], names)
     logger.info("\n%s", format_table(res, names))
@@ -238,7 +284,11 @@ def find_checkpoints(paths: Sequence[str]) -> list[str]:
             def key(f):
                 m = _ITER_RE.search(f)
                 base = os.path.basename(f)
-                return (0, int(m.group(1)), base) if m else (1 if base == "model_final.pth" else 2, 0, base)
+                return (
+                    (0, int(m.group(1)), base)
+                    if m
+                    else (1 if base == "model_final.pth" else 2, 0, base)
+                )
 
             out += sorted(found, key=key)
         elif os.path.isfile(p):
@@ -283,8 +333,11 @@ def evaluate_checkpoints(
         extra = load_model_weights(model, path)
         it = extra.get("iteration")
         step = int(it) if isinstance(it, (int, np.integer)) else i
-        sub = output_dir if len(ckpts) == 1 else os.path.join(
-            output_dir, os.path.splitext(os.path.basename(path))[0])  # fmt: skip
+        sub = (
+            output_dir
+            if len(ckpts) == 1
+            else os.path.join(output_dir, os.path.splitext(os.path.basename(path))[0])
+        )
         kw = dict(CXREvaluator.from_config(cfg, dataset_name, sub))
         kw.update(evaluator_kwargs or {})
         ev = CXREvaluator(**kw)
@@ -293,38 +346,67 @@ def evaluate_checkpoints(
         with torch.no_grad():
             res = inference_on_dataset(model, Trainer.build_test_loader(cfg, dataset_name), ev)
         flat = res.get("cxr", {})
-        rows.append({"checkpoint": path, "iteration": step,
-                     **{k: flat.get(k, float("nan")) for k in SUMMARY_KEYS}})  # fmt: skip
+        rows.append(
+            {
+                "checkpoint": path,
+                "iteration": step,
+                **{k: flat.get(k, float("nan")) for k in SUMMARY_KEYS},
+            }
+        )
         if ev.last_result is not None:
             tb_results.append((step, ev.last_result))
-        logger.info("%s (iteration %s): %s", path, step,
-                    ", ".join(f"{k} {flat.get(k, float('nan')):.4f}" for k in SUMMARY_KEYS))  # fmt: skip
+        logger.info(
+            "%s (iteration %s): %s",
+            path,
+            step,
+            ", ".join(f"{k} {flat.get(k, float('nan')):.4f}" for k in SUMMARY_KEYS),
+        )
         del model
     if tb_results:
         _write_tensorboard(output_dir, tb_results, names)
-    valid = [r for r in rows if isinstance(r.get(best_metric), float) and not math.isnan(r[best_metric])]
+    valid = [
+        r for r in rows if isinstance(r.get(best_metric), float) and not math.isnan(r[best_metric])
+    ]
     best = max(valid, key=lambda r: r[best_metric]) if valid else None
     if len(ckpts) > 1:
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=list(rows[0]))
         w.writeheader()
         for r in rows:
-            w.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()})
+            w.writerow(
+                {k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+            )
         write_text_atomic(os.path.join(output_dir, "checkpoints.csv"), buf.getvalue())
         from tabulate import tabulate
 
-        logger.info("\n%s", tabulate([[os.path.basename(r["checkpoint"]), r["iteration"]] +
-                                      [f"{100 * r[k]:.1f}" for k in SUMMARY_KEYS] for r in rows],
-                                     headers=["checkpoint", "iter", *SUMMARY_KEYS]))  # fmt: skip
+        logger.info(
+            "\n%s",
+            tabulate(
+                [
+                    [os.path.basename(r["checkpoint"]), r["iteration"]]
+                    + [f"{100 * r[k]:.1f}" for k in SUMMARY_KEYS]
+                    for r in rows
+                ],
+                headers=["checkpoint", "iter", *SUMMARY_KEYS],
+            ),
+        )
         if best is not None:
-            write_json_atomic(os.path.join(output_dir, "best.json"), {
-                "checkpoint": best["checkpoint"], "iteration": best["iteration"],
-                "metric": best_metric, "value": best[best_metric],
-                "report": os.path.join(output_dir, os.path.splitext(
-                    os.path.basename(best["checkpoint"]))[0]),
-            })  # fmt: skip
+            write_json_atomic(
+                os.path.join(output_dir, "best.json"),
+                {
+                    "checkpoint": best["checkpoint"],
+                    "iteration": best["iteration"],
+                    "metric": best_metric,
+                    "value": best[best_metric],
+                    "report": os.path.join(
+                        output_dir, os.path.splitext(os.path.basename(best["checkpoint"]))[0]
+                    ),
+                },
+            )
     if best is not None:
-        logger.info("Best checkpoint by %s: %s (%.4f)", best_metric, best["checkpoint"], best[best_metric])
+        logger.info(
+            "Best checkpoint by %s: %s (%.4f)", best_metric, best["checkpoint"], best[best_metric]
+        )
     return {"checkpoints": rows, "best": best}
 
 
@@ -360,11 +442,19 @@ def run_cli(args) -> dict | MedicalResult:
 
         e = get_cfg().CXR.EVAL
         kw = _eval_kwargs(args, e)
-        return evaluate_files(args.gt_json, args.detections, args.output, plots=not args.no_plots,
-                              thresholds_file=args.thresholds or None, **kw)  # fmt: skip
+        return evaluate_files(
+            args.gt_json,
+            args.detections,
+            args.output,
+            plots=not args.no_plots,
+            thresholds_file=args.thresholds or None,
+            **kw,
+        )
     if not (args.config_file and args.checkpoint):
-        raise SystemExit("checkpoints mode needs --config-file and --checkpoint "
-                         "(or use --gt-json/--detections)")  # fmt: skip
+        raise SystemExit(
+            "checkpoints mode needs --config-file and --checkpoint "
+            "(or use --gt-json/--detections)"
+        )
     if bool(args.image_folder) != bool(args.annotations):
         raise SystemExit("--image-folder and --annotations go together")
     import torch
@@ -381,17 +471,29 @@ def run_cli(args) -> dict | MedicalResult:
     else:
         dataset = args.dataset or (cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else "")
         if not dataset:
-            raise SystemExit("no dataset: give --dataset, --image-folder/--annotations, or set "
-                             "DATASETS.TEST in the config")  # fmt: skip
+            raise SystemExit(
+                "no dataset: give --dataset, --image-folder/--annotations, or set "
+                "DATASETS.TEST in the config"
+            )
     inputs = [args.config_file, args.thresholds, args.annotations, args.image_folder]
     check_output_dir(args.output, inputs)
     kw = _eval_kwargs(args, cfg.CXR.EVAL)
-    ev_kw = {"cm_threshold": kw["cm_threshold"], "bootstrap": kw["bootstrap"], "seed": kw["seed"],
-             "plots": not args.no_plots}  # fmt: skip
+    ev_kw = {
+        "cm_threshold": kw["cm_threshold"],
+        "bootstrap": kw["bootstrap"],
+        "seed": kw["seed"],
+        "plots": not args.no_plots,
+    }
     if kw.get("thresholds") is not None:
         ev_kw["thresholds"] = kw["thresholds"]
-    return evaluate_checkpoints(cfg, args.checkpoint, dataset, args.output,
-                                best_metric=args.best_metric, evaluator_kwargs=ev_kw)  # fmt: skip
+    return evaluate_checkpoints(
+        cfg,
+        args.checkpoint,
+        dataset,
+        args.output,
+        best_metric=args.best_metric,
+        evaluator_kwargs=ev_kw,
+    )
 
 
 def _eval_kwargs(args, e) -> dict:
@@ -404,6 +506,9 @@ def _eval_kwargs(args, e) -> dict:
         "thresholds": load_thresholds(thr_file) if thr_file else None,
         "bootstrap": e.BOOTSTRAP if args.bootstrap is None else args.bootstrap,
         "seed": e.BOOTSTRAP_SEED if args.seed is None else args.seed,
-        "iou_froc": e.IOU_FROC, "iou_voc": e.IOU_VOC, "operating_point": e.OPERATING_POINT,
-        "target_sensitivity": e.TARGET_SENSITIVITY, "max_dets": e.MAX_DETS,
-    }  # fmt: skip
+        "iou_froc": e.IOU_FROC,
+        "iou_voc": e.IOU_VOC,
+        "operating_point": e.OPERATING_POINT,
+        "target_sensitivity": e.TARGET_SENSITIVITY,
+        "max_dets": e.MAX_DETS,
+    }

@@ -1,4 +1,5 @@
 """Helpers for tests: random COCO-style sets and the pycocotools reference."""
+
 from __future__ import annotations
 
 import contextlib
@@ -24,9 +25,16 @@ def random_coco(seed: int, n_images=12, n_classes=3, max_gt=4, max_dt=15, crowd=
             w, h = rng.uniform(5, 160, 2)
             x, y = rng.uniform(0, 240, 2)
             c = cats[rng.integers(n_classes)]["id"]
-            anns.append({"id": aid, "image_id": img["id"], "category_id": c,
-                         "bbox": [float(x), float(y), float(w), float(h)], "area": float(w * h),
-                         "iscrowd": int(crowd and rng.random() < 0.1)})
+            anns.append(
+                {
+                    "id": aid,
+                    "image_id": img["id"],
+                    "category_id": c,
+                    "bbox": [float(x), float(y), float(w), float(h)],
+                    "area": float(w * h),
+                    "iscrowd": int(crowd and rng.random() < 0.1),
+                }
+            )
             boxes.append((x, y, w, h, c))
             aid += 1
         for _ in range(rng.integers(0, max_dt + 1)):
@@ -41,8 +49,14 @@ def random_coco(seed: int, n_images=12, n_classes=3, max_gt=4, max_dt=15, crowd=
                 x, y = rng.uniform(0, 240, 2)
                 c = cats[rng.integers(n_classes)]["id"]
             score = float(np.round(rng.random(), 1) if ties else rng.random())
-            dets.append({"image_id": img["id"], "category_id": int(c),
-                         "bbox": [float(x), float(y), float(w), float(h)], "score": score})
+            dets.append(
+                {
+                    "image_id": img["id"],
+                    "category_id": int(c),
+                    "bbox": [float(x), float(y), float(w), float(h)],
+                    "score": score,
+                }
+            )
     gt = {"images": images, "annotations": anns, "categories": cats}
     return gt, dets
 
@@ -72,12 +86,18 @@ def to_detection_set(gt: dict, dets: list) -> DetectionSet:
     gb = np.array([x["bbox"] for x in a], float).reshape(-1, 4)
     db = np.array([d["bbox"] for d in dets], float).reshape(-1, 4)
     return DetectionSet(
-        num_images=len(img_ids), num_classes=len(cat_ids),
-        gt_image=[im[x["image_id"]] for x in a], gt_class=[ca[x["category_id"]] for x in a],
-        gt_boxes=np.c_[gb[:, :2], gb[:, :2] + gb[:, 2:]], gt_boxes_xywh=gb,
-        gt_area=[x["area"] for x in a], gt_crowd=[x.get("iscrowd", 0) for x in a],
+        num_images=len(img_ids),
+        num_classes=len(cat_ids),
+        gt_image=[im[x["image_id"]] for x in a],
+        gt_class=[ca[x["category_id"]] for x in a],
+        gt_boxes=np.c_[gb[:, :2], gb[:, :2] + gb[:, 2:]],
+        gt_boxes_xywh=gb,
+        gt_area=[x["area"] for x in a],
+        gt_crowd=[x.get("iscrowd", 0) for x in a],
         gt_ids=[x["id"] for x in a],
-        dt_image=[im[d["image_id"]] for d in dets], dt_class=[ca[d["category_id"]] for d in dets],
-        dt_boxes=np.c_[db[:, :2], db[:, :2] + db[:, 2:]], dt_boxes_xywh=db,
+        dt_image=[im[d["image_id"]] for d in dets],
+        dt_class=[ca[d["category_id"]] for d in dets],
+        dt_boxes=np.c_[db[:, :2], db[:, :2] + db[:, 2:]],
+        dt_boxes_xywh=db,
         dt_scores=[d["score"] for d in dets],
     )

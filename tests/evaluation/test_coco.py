@@ -1,4 +1,5 @@
 """COCO AP of cxr.evaluation.metrics against pycocotools itself (the reference)."""
+
 import numpy as np
 import pytest
 

@@ -1,4 +1,5 @@
 """CXREvaluator end to end on a registered tiny dataset (evaluator_type "cxr")."""
+
 import json
 import math
 import os
@@ -73,26 +74,57 @@ def test_evaluator_end_to_end(cxr_dataset, tmp_path):
         assert k in r
     assert all(isinstance(v, float) for v in r.values())
     files = set(os.listdir(out))
-    assert {"metrics.json", "per_class.csv", "predictions.json", "thresholds.json", "froc.png",
-            "pr_curves.png", "roc_curves.png", "confusion_counts.png"} <= files  # fmt: skip
+    assert {
+        "metrics.json",
+        "per_class.csv",
+        "predictions.json",
+        "thresholds.json",
+        "froc.png",
+        "pr_curves.png",
+        "roc_curves.png",
+        "confusion_counts.png",
+    } <= files
     m = json.load(open(os.path.join(out, "metrics.json")))
-    for k in ("coco", "voc_map40", "voc_ap40", "iobb_accuracy", "froc", "image_level", "ci95",
-              "num_images", "num_gt_boxes", "settings"):  # fmt: skip
+    for k in (
+        "coco",
+        "voc_map40",
+        "voc_ap40",
+        "iobb_accuracy",
+        "froc",
+        "image_level",
+        "ci95",
+        "num_images",
+        "num_gt_boxes",
+        "settings",
+    ):
         assert k in m, k
     assert m["num_images"] == 6 and m["num_gt_boxes"] == 5
     assert set(m["image_level"]["per_class"]) == {"a", "b"}
     assert "image_level.per_class.a.sensitivity" in m["ci95"]
     assert set(load_thresholds(os.path.join(out, "thresholds.json"))) == {"a", "b"}
     # COCO numbers equal pycocotools on the written predictions.json
-    gt = {"images": [{"id": d["image_id"]} for d in dicts],
-          "categories": [{"id": 0, "name": "a"}, {"id": 1, "name": "b"}], "annotations": []}
+    gt = {
+        "images": [{"id": d["image_id"]} for d in dicts],
+        "categories": [{"id": 0, "name": "a"}, {"id": 1, "name": "b"}],
+        "annotations": [],
+    }
     for d in dicts:
         for a in d["annotations"]:
-            b = a["bbox"] if a.get("bbox_mode") == BoxMode.XYWH_ABS else BoxMode.convert(
-                list(a["bbox"]), BoxMode.XYXY_ABS, BoxMode.XYWH_ABS)  # fmt: skip
-            gt["annotations"].append({"id": len(gt["annotations"]) + 1, "image_id": d["image_id"],
-                                      "category_id": a["category_id"], "bbox": list(b),
-                                      "area": b[2] * b[3], "iscrowd": 0})  # fmt: skip
+            b = (
+                a["bbox"]
+                if a.get("bbox_mode") == BoxMode.XYWH_ABS
+                else BoxMode.convert(list(a["bbox"]), BoxMode.XYXY_ABS, BoxMode.XYWH_ABS)
+            )
+            gt["annotations"].append(
+                {
+                    "id": len(gt["annotations"]) + 1,
+                    "image_id": d["image_id"],
+                    "category_id": a["category_id"],
+                    "bbox": list(b),
+                    "area": b[2] * b[3],
+                    "iscrowd": 0,
+                }
+            )
     preds = json.load(open(os.path.join(out, "predictions.json")))
     ref = pycoco_eval(gt, preds)
     assert abs(r["AP"] - ref.stats[0]) < 1e-9 and abs(r["AP50"] - ref.stats[1]) < 1e-9
@@ -110,7 +142,8 @@ def test_evaluator_thresholds_and_no_predictions(cxr_dataset, tmp_path):
 
 def test_evaluator_rejects_unknown_image(cxr_dataset):
     ev = CXREvaluator(cxr_dataset)
-    ev.add_predictions([{"image_id": "nope", "boxes": np.zeros((1, 4)), "scores": [0.5],
-                         "classes": [0]}])  # fmt: skip
+    ev.add_predictions(
+        [{"image_id": "nope", "boxes": np.zeros((1, 4)), "scores": [0.5], "classes": [0]}]
+    )
     with pytest.raises(ValueError, match="nope"):
         ev.evaluate()

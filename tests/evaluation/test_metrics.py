@@ -1,4 +1,5 @@
 """VOC mAP@0.4, FROC, IoBB, image-level metrics and the bootstrap against independent truth."""
+
 import numpy as np
 import pytest
 
@@ -12,8 +13,9 @@ def ds_from(boxes_gt, boxes_dt, num_images, num_classes=1):
     """boxes_gt: [(image, class, x1, y1, x2, y2)]; boxes_dt: [(image, class, score, x1..y2)]."""
     g = np.array(boxes_gt, float).reshape(-1, 6)
     d = np.array(boxes_dt, float).reshape(-1, 7)
-    return M.DetectionSet(num_images, num_classes, g[:, 0], g[:, 1], g[:, 2:], d[:, 0], d[:, 1],
-                          d[:, 3:], d[:, 2])
+    return M.DetectionSet(
+        num_images, num_classes, g[:, 0], g[:, 1], g[:, 2:], d[:, 0], d[:, 1], d[:, 3:], d[:, 2]
+    )
 
 
 # ---------------------------------------------------------------- VOC, reference in the test
@@ -108,7 +110,9 @@ def test_froc_right_class_wrong_place_is_not_a_hit():
 
 def test_froc_ties_cannot_be_split():
     # two detections with the same score: one hit, one FP on a 1-image set -> rate 1 at once
-    ds = ds_from([(0, 0, 0, 0, 10, 10)], [(0, 0, 0.5, 0, 0, 10, 10), (0, 0, 0.5, 50, 50, 60, 60)], 1)
+    ds = ds_from(
+        [(0, 0, 0, 0, 10, 10)], [(0, 0, 0.5, 0, 0, 10, 10), (0, 0, 0.5, 50, 50, 60, 60)], 1
+    )
     r = M.froc(ds)
     np.testing.assert_array_equal(r["sensitivity"][0], [0, 0, 0, 1, 1, 1, 1])
 
@@ -164,8 +168,12 @@ def test_auroc_equals_brute_force_pairs(seed):
 
 
 def test_image_scores_max_per_class_and_zero_without_boxes():
-    ds = ds_from([(0, 1, 0, 0, 5, 5)], [(0, 1, 0.4, 0, 0, 5, 5), (0, 1, 0.7, 1, 1, 5, 5),
-                                        (1, 0, 0.2, 0, 0, 5, 5)], 3, 2)  # fmt: skip
+    ds = ds_from(
+        [(0, 1, 0, 0, 5, 5)],
+        [(0, 1, 0.4, 0, 0, 5, 5), (0, 1, 0.7, 1, 1, 5, 5), (1, 0, 0.2, 0, 0, 5, 5)],
+        3,
+        2,
+    )
     s, y = M.image_scores(ds)
     np.testing.assert_array_equal(s, [[0, 0.7], [0.2, 0], [0, 0]])
     np.testing.assert_array_equal(y, [[False, True], [False, False], [False, False]])
@@ -185,8 +193,17 @@ def duplicate_images(ds, w):
                 imgs.append(new_index[img[r]] + k)
         (gi if name == "gt" else di).append((np.array(rows, int), np.array(imgs, int)))
     (gr, gim), (dr, dim) = gi[0], di[0]
-    return M.DetectionSet(int(w.sum()), ds.num_classes, gim, ds.gt_class[gr], ds.gt_boxes[gr],
-                          dim, ds.dt_class[dr], ds.dt_boxes[dr], ds.dt_scores[dr])  # fmt: skip
+    return M.DetectionSet(
+        int(w.sum()),
+        ds.num_classes,
+        gim,
+        ds.gt_class[gr],
+        ds.gt_boxes[gr],
+        dim,
+        ds.dt_class[dr],
+        ds.dt_boxes[dr],
+        ds.dt_scores[dr],
+    )
 
 
 def test_weighted_metrics_equal_metrics_of_duplicated_images():
@@ -225,12 +242,12 @@ def test_bootstrap_ci_reproducible_and_contains_point_estimate():
     assert a["ci95"] == b["ci95"]
     assert a["ci95"] != c["ci95"]
     checks = {
-        "voc_map40": a["voc_map40"], "froc.cpm": a["froc"]["cpm"],
+        "voc_map40": a["voc_map40"],
+        "froc.cpm": a["froc"]["cpm"],
         "image_level.macro.sensitivity": a["image_level"]["macro"]["sensitivity"],
         "image_level.any_finding.auroc": a["image_level"]["any_finding"]["auroc"],
-        "image_level.per_class.c0.specificity":
-            a["image_level"]["per_class"]["c0"]["specificity"],
-    }  # fmt: skip
+        "image_level.per_class.c0.specificity": a["image_level"]["per_class"]["c0"]["specificity"],
+    }
     for k, v in checks.items():
         lo, hi = a["ci95"][k]
         assert lo <= v <= hi, (k, lo, v, hi)
@@ -252,15 +269,21 @@ def test_no_detections_at_all():
 
 def test_class_without_boxes_and_image_without_boxes():
     # class 1 has no boxes; image 1 has no boxes but a class-0 detection (a FP per image)
-    ds = ds_from([(0, 0, 0, 0, 10, 10)], [(0, 0, 0.9, 0, 0, 10, 10), (1, 0, 0.8, 0, 0, 10, 10),
-                                          (0, 1, 0.5, 0, 0, 10, 10)], 2, 2)  # fmt: skip
+    ds = ds_from(
+        [(0, 0, 0, 0, 10, 10)],
+        [(0, 0, 0.9, 0, 0, 10, 10), (1, 0, 0.8, 0, 0, 10, 10), (0, 1, 0.5, 0, 0, 10, 10)],
+        2,
+        2,
+    )
     m = compute_medical_metrics(ds, ["a", "b"]).metrics
     assert np.isnan(m["voc_ap40"]["b"]) and m["voc_map40"] == 1.0  # mean over classes with boxes
     assert m["coco"]["AP"] == pytest.approx(m["coco"]["per_class"]["a"]["AP"])
     b = m["image_level"]["per_class"]["b"]
     assert np.isnan(b["sensitivity"]) and np.isnan(b["auroc"]) and b["specificity"] == 0.5
-    assert m["image_level"]["macro"]["specificity"] == m["image_level"]["per_class"]["a"][
-        "specificity"]  # macro over classes with positives only  # fmt: skip
+    assert (
+        m["image_level"]["macro"]["specificity"]
+        == m["image_level"]["per_class"]["a"]["specificity"]
+    )  # macro over classes with positives only
     # FROC: hit at 0.9; the b detection (0.5) and the image-1 detection (0.8) are FPs over 2 images
     assert m["froc"]["sensitivity"] == [1.0] * 7
 

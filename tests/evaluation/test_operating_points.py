@@ -1,4 +1,5 @@
 """Operating-point selection and thresholds.json I/O."""
+
 import json
 
 import numpy as np
@@ -15,8 +16,9 @@ def test_youden_and_target_sensitivity_hand_case():
     # J at 0.9: 1/3+1-1=1/3; 0.7: 1/3+2/3-1=0; 0.6: 2/3+2/3-1=1/3; 0.2: 1+2/3-1=2/3; 0.1: 1/3
     assert t == {"a": 0.2} and meta["rule"] == "youden"
     # tie: positives 0.9, 0.5; negatives 0.7, 0.1 -> J(0.9) = J(0.5) = 1/2: the higher wins
-    t, _ = select_thresholds(np.array([[0.9], [0.5], [0.7], [0.1]]),
-                             np.array([[1], [1], [0], [0]], bool), ["a"])  # fmt: skip
+    t, _ = select_thresholds(
+        np.array([[0.9], [0.5], [0.7], [0.1]]), np.array([[1], [1], [0], [0]], bool), ["a"]
+    )
     assert t == {"a": 0.9}
     t, _ = select_thresholds(s, y, ["a"], "sensitivity", target_sensitivity=0.9)
     assert t == {"a": 0.2}

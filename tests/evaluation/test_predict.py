@@ -1,4 +1,5 @@
 """tools/predict.py and cxr.evaluation.predictor."""
+
 import csv
 import os
 
@@ -42,8 +43,9 @@ def test_predict_files_outputs_and_thresholds(tmp_path):
     assert [f["findings"] for f in finds] == ["a;b"] * 3  # b's operating point 0.1 <= 0.2
     assert len(os.listdir(out / "overlays")) == 3
     assert "broken.png" in open(out / "errors.csv").read()
-    stats = predict_files(FakePredictor(), [str(imgs)], str(tmp_path / "o2"), ["a", "b"], None, 0.5,
-                          overlays=False)  # fmt: skip
+    stats = predict_files(
+        FakePredictor(), [str(imgs)], str(tmp_path / "o2"), ["a", "b"], None, 0.5, overlays=False
+    )
     finds = list(csv.DictReader(open(tmp_path / "o2" / "findings.csv")))
     assert [f["findings"] for f in finds] == ["a"] * 3
 
@@ -68,12 +70,32 @@ def test_predict_tool_end_to_end(tmp_path):
     imgs = tmp_path / "in"
     write_tiny_images(str(imgs), n=2)
     cfg_file = os.path.join(REPO, "configs/nih/retinanet_R_18_FPN.yaml")
-    opts = ["MODEL.DEVICE", "cpu", "MODEL.RETINANET.NUM_CLASSES", "2", "INPUT.MIN_SIZE_TEST",
-            "64", "INPUT.MAX_SIZE_TEST", "64"]  # fmt: skip
+    opts = [
+        "MODEL.DEVICE",
+        "cpu",
+        "MODEL.RETINANET.NUM_CLASSES",
+        "2",
+        "INPUT.MIN_SIZE_TEST",
+        "64",
+        "INPUT.MAX_SIZE_TEST",
+        "64",
+    ]
     CXRCheckpointer(Trainer.build_model(load_config(cfg_file, opts)), str(tmp_path)).save("m")
     out = tmp_path / "pred"
-    stats = load_tool("predict").main(["--config-file", cfg_file, "--checkpoint",
-                                       str(tmp_path / "m.pth"), "--input", str(imgs), "--output",
-                                       str(out), "--classes", "a,b", *opts])  # fmt: skip
+    stats = load_tool("predict").main(
+        [
+            "--config-file",
+            cfg_file,
+            "--checkpoint",
+            str(tmp_path / "m.pth"),
+            "--input",
+            str(imgs),
+            "--output",
+            str(out),
+            "--classes",
+            "a,b",
+            *opts,
+        ]
+    )
     assert stats["images"] == 2 and stats["errors"] == 0
     assert {"predictions.csv", "findings.csv", "overlays"} <= set(os.listdir(out))

@@ -1,4 +1,5 @@
 """tools/eval.py in both modes (in-process)."""
+
 import importlib.util
 import json
 import os
@@ -16,7 +17,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def load_tool(name):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", os.path.join(REPO, "tools", f"{name}.py"))
+    spec = importlib.util.spec_from_file_location(
+        f"tool_{name}", os.path.join(REPO, "tools", f"{name}.py")
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -27,18 +30,42 @@ def test_files_mode_agrees_with_pycocotools(tmp_path):
     g, d = tmp_path / "gt.json", tmp_path / "det.json"
     g.write_text(json.dumps(gt)), d.write_text(json.dumps(dets))
     out = tmp_path / "out"
-    load_tool("eval").main(["--gt-json", str(g), "--detections", str(d), "--output", str(out),
-                            "--bootstrap", "50", "--no-plots"])  # fmt: skip
+    load_tool("eval").main(
+        [
+            "--gt-json",
+            str(g),
+            "--detections",
+            str(d),
+            "--output",
+            str(out),
+            "--bootstrap",
+            "50",
+            "--no-plots",
+        ]
+    )
     m = json.load(open(out / "metrics.json"))
     ref = pycoco_eval(gt, dets)
     for i, k in enumerate(("AP", "AP50", "AP75")):
         assert abs(m["coco"][k] - ref.stats[i]) < 1e-9
-    assert {"per_class.csv", "predictions.json", "thresholds.json", "tensorboard"} <= set(os.listdir(out))
+    assert {"per_class.csv", "predictions.json", "thresholds.json", "tensorboard"} <= set(
+        os.listdir(out)
+    )
     assert os.listdir(out / "tensorboard")
     # operating points written here are accepted back with --thresholds
     out2 = tmp_path / "out2"
-    load_tool("eval").main(["--gt-json", str(g), "--detections", str(d), "--output", str(out2),
-                            "--thresholds", str(out / "thresholds.json"), "--no-plots"])  # fmt: skip
+    load_tool("eval").main(
+        [
+            "--gt-json",
+            str(g),
+            "--detections",
+            str(d),
+            "--output",
+            str(out2),
+            "--thresholds",
+            str(out / "thresholds.json"),
+            "--no-plots",
+        ]
+    )
     m2 = json.load(open(out2 / "metrics.json"))
     t = json.load(open(out / "thresholds.json"))["thresholds"]
     assert {k: v["threshold"] for k, v in m2["image_level"]["per_class"].items()} == t
@@ -51,8 +78,11 @@ def test_refuses_output_over_inputs_and_bad_files(tmp_path):
     tool = load_tool("eval")
     with pytest.raises(ValueError, match="input"):
         tool.main(["--gt-json", str(g), "--detections", str(d), "--output", str(tmp_path)])
-    d.write_text(json.dumps([{"image_id": gt["images"][0]["id"], "category_id": 1,
-                              "bbox": [0, 0, 5], "score": 0.5}]))  # fmt: skip
+    d.write_text(
+        json.dumps(
+            [{"image_id": gt["images"][0]["id"], "category_id": 1, "bbox": [0, 0, 5], "score": 0.5}]
+        )
+    )
     with pytest.raises(ValueError, match=r"det.json: entry 0: field bbox"):
         tool.main(["--gt-json", str(g), "--detections", str(d), "--output", str(tmp_path / "o")])
     with pytest.raises(SystemExit):
@@ -63,9 +93,20 @@ def test_checkpoints_mode_two_checkpoints(cxr_dataset, tmp_path):  # noqa: F811
     from cxr.engine import Trainer
     from cxr.engine.checkpoint import CXRCheckpointer
 
-    opts = ["MODEL.DEVICE", "cpu", "MODEL.RETINANET.NUM_CLASSES", "2", "INPUT.MIN_SIZE_TEST", "64",
-            "INPUT.MAX_SIZE_TEST", "64", "DATALOADER.NUM_WORKERS", "0",
-            "MODEL.RETINANET.SCORE_THRESH_TEST", "0.0"]  # fmt: skip
+    opts = [
+        "MODEL.DEVICE",
+        "cpu",
+        "MODEL.RETINANET.NUM_CLASSES",
+        "2",
+        "INPUT.MIN_SIZE_TEST",
+        "64",
+        "INPUT.MAX_SIZE_TEST",
+        "64",
+        "DATALOADER.NUM_WORKERS",
+        "0",
+        "MODEL.RETINANET.SCORE_THRESH_TEST",
+        "0.0",
+    ]
     cfg_file = os.path.join(REPO, "configs/nih/retinanet_R_18_FPN.yaml")
     cfg = load_config(cfg_file, opts)
     run = tmp_path / "run"
@@ -75,15 +116,34 @@ def test_checkpoints_mode_two_checkpoints(cxr_dataset, tmp_path):  # noqa: F811
         model = Trainer.build_model(cfg)
         CXRCheckpointer(model, str(run)).save(f"model_{it:07d}", iteration=it)
     out = tmp_path / "eval"
-    res = load_tool("eval").main(["--config-file", cfg_file, "--checkpoint", str(run),
-                                  "--dataset", NAME, "--output", str(out), "--no-plots", *opts])  # fmt: skip
+    res = load_tool("eval").main(
+        [
+            "--config-file",
+            cfg_file,
+            "--checkpoint",
+            str(run),
+            "--dataset",
+            NAME,
+            "--output",
+            str(out),
+            "--no-plots",
+            *opts,
+        ]
+    )
     assert [r["iteration"] for r in res["checkpoints"]] == [1, 2]
     assert res["best"] is not None
     files = set(os.listdir(out))
-    assert {"checkpoints.csv", "best.json", "tensorboard", "model_0000001", "model_0000002"} <= files
+    assert {
+        "checkpoints.csv",
+        "best.json",
+        "tensorboard",
+        "model_0000001",
+        "model_0000002",
+    } <= files
     for sub in ("model_0000001", "model_0000002"):
         assert {"metrics.json", "predictions.json", "per_class.csv", "thresholds.json"} <= set(
-            os.listdir(out / sub))
+            os.listdir(out / sub)
+        )
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(out / "tensorboard"))
