@@ -18,14 +18,25 @@ from detectron2.engine import default_argument_parser, launch
 def main(args):
     cfg = setup(args)
     if args.eval_only:
-        return Trainer.eval_only(cfg, resume=args.resume)
+        return Trainer.eval_only(cfg, resume=args.resume, allow_pickle=args.allow_pickle)
     trainer = Trainer(cfg)
+    trainer.checkpointer.allow_pickle = args.allow_pickle
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()
 
 
+def argument_parser():
+    parser = default_argument_parser()
+    parser.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="allow pickle-based .pkl weights (unpickling can run code: trusted files only)",
+    )
+    return parser
+
+
 def cli(argv=None):
-    args = default_argument_parser().parse_args(argv)
+    args = argument_parser().parse_args(argv)
     print("Command Line Args:", args)
     return launch(
         main,

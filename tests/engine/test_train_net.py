@@ -13,7 +13,6 @@ sys.path.insert(0, os.path.join(REPO, "tools"))
 import train_net  # noqa: E402
 
 from .helpers import TINY_CONFIG, tiny_opts  # noqa: E402
-from detectron2.engine import default_argument_parser  # noqa: E402
 
 def _args(out, dataset, max_iter, *extra):
     return ["--config-file", TINY_CONFIG, *extra, *tiny_opts(dataset, out, max_iter),
@@ -39,7 +38,7 @@ def test_train_resume_eval_only(tiny_dataset, tmp_path):
 
     # --eval-only loads the checkpoint and returns COCO metrics for the dataset.
     argv = _args(out, tiny_dataset, 4, "--eval-only") + ["MODEL.WEIGHTS", ckpt]
-    results = train_net.main(default_argument_parser().parse_args(argv))
+    results = train_net.main(train_net.argument_parser().parse_args(argv))
     assert "bbox" in results and "AP" in results["bbox"]
 
 
