@@ -1,2 +1,9 @@
 """Data: image I/O, dataset loaders and registration, splits, phantom data, mappers."""
+import os as _os
+
 from .build import MAPPER_REGISTRY, build_mapper  # noqa: F401
+from .io import ImageReadError, read_xray, read_xray_size  # noqa: F401
+from . import mapper  # noqa: F401  (registers AlbumentationsMapper)
+from .datasets.builtin import register_all_cxr
+
+register_all_cxr(_os.environ.get("DETECTRON2_DATASETS", "datasets"))

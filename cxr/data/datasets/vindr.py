@@ -1,0 +1,219 @@
+"""VinDr-CXR / VinBigData ``train.csv``: several radiologists box the same findings.
+
+Columns: ``image_id,class_name,class_id,rad_id,x_min,y_min,x_max,y_max``; class ids 0-13 are
+findings, 14 is ``No finding`` with empty box columns. Images are ``<image_root>/<image_id>.dicom``
+and their sizes come from the DICOM headers.
+
+Reader fusion (``fusion=``), per image and class, boxes matched at IoU >= ``iou_thr`` (0.4):
+
+- ``none``: every reader's box kept, the reader on the annotation (``rad_id``);
+- ``wbf``: weighted box fusion without scores: boxes clustered greedily (in CSV order) against
+  each cluster's running mean; one box per cluster, the mean of its members;
+- ``nms``: each box scored by the number of other readers agreeing with it; greedy NMS by that
+  score (ties: CSV order) keeps the original boxes;
+- ``majority``: the ``wbf`` clusters kept only where >= 2 distinct readers agree.
+
+Fused annotations carry ``num_readers`` (distinct readers in the cluster).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Callable, Sequence
+
+import numpy as np
+from detectron2.structures import BoxMode
+
+from .common import RowChecker, csv_line, log_summary, read_csv_checked
+
+__all__ = ["VINDR_CLASSES", "BOX_FUSIONS", "load_vindr", "pairwise_iou"]
+
+logger = logging.getLogger(__name__)
+
+VINDR_CLASSES = (
+    "Aortic enlargement", "Atelectasis", "Calcification", "Cardiomegaly", "Consolidation",
+    "ILD", "Infiltration", "Lung Opacity", "Nodule/Mass", "Other lesion", "Pleural effusion",
+    "Pleural thickening", "Pneumothorax", "Pulmonary fibrosis",
+)  # fmt: skip
+NO_FINDING_ID = 14
+_BOX_FIELDS = ("x_min", "y_min", "x_max", "y_max")
+
+# name -> fn(annotations of one image, iou_thr) -> annotations; chosen by ``fusion=``.
+BOX_FUSIONS: dict[str, Callable[[list[dict], float], list[dict]]] = {}
+
+
+def _register_fusion(name: str):
+    def deco(fn):
+        BOX_FUSIONS[name] = fn
+        return fn
+
+    return deco
+
+
+def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix of XYXY_ABS boxes ``a`` (N, 4) and ``b`` (M, 4)."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
+    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def _by_class(annos: list[dict]) -> dict[int, list[dict]]:
+    out: dict[int, list[dict]] = {}
+    for a in annos:
+        out.setdefault(a["category_id"], []).append(a)
+    return out
+
+
+def _clusters(annos: list[dict], iou_thr: float) -> list[list[dict]]:
+    clusters: list[list[dict]] = []
+    means: list[np.ndarray] = []
+    for a in annos:
+        box = np.asarray(a["bbox"], np.float64)
+        if means:
+            ious = pairwise_iou(box[None], np.stack(means))[0]
+            j = int(np.argmax(ious))
+            if ious[j] >= iou_thr:
+                clusters[j].append(a)
+                means[j] = np.mean([m["bbox"] for m in clusters[j]], axis=0)
+                continue
+        clusters.append([a])
+        means.append(box)
+    return clusters
+
+
+def _fused(cluster: list[dict]) -> dict:
+    box = np.mean([a["bbox"] for a in cluster], axis=0)
+    return {
+        "bbox": [float(v) for v in box],
+        "bbox_mode": BoxMode.XYXY_ABS,
+        "category_id": cluster[0]["category_id"],
+        "num_readers": len({a.get("rad_id") for a in cluster}),
+    }
+
+
+@_register_fusion("none")
+def _fuse_none(annos: list[dict], iou_thr: float) -> list[dict]:
+    return list(annos)
+
+
+@_register_fusion("wbf")
+def _fuse_wbf(annos: list[dict], iou_thr: float) -> list[dict]:
+    out = []
+    for group in _by_class(annos).values():
+        out += [_fused(c) for c in _clusters(group, iou_thr)]
+    return out
+
+
+@_register_fusion("majority")
+def _fuse_majority(annos: list[dict], iou_thr: float) -> list[dict]:
+    out = []
+    for group in _by_class(annos).values():
+        out += [_fused(c) for c in _clusters(group, iou_thr) if len({a.get("rad_id") for a in c}) >= 2]
+    return out
+
+
+@_register_fusion("nms")
+def _fuse_nms(annos: list[dict], iou_thr: float) -> list[dict]:
+    out = []
+    for group in _by_class(annos).values():
+        boxes = np.array([a["bbox"] for a in group], np.float64)
+        iou = pairwise_iou(boxes, boxes)
+        readers = [a.get("rad_id") for a in group]
+        scores = [
+            len({readers[j] for j in range(len(group)) if j != i and iou[i, j] >= iou_thr} - {readers[i]})
+            for i in range(len(group))
+        ]
+        order = sorted(range(len(group)), key=lambda i: (-scores[i], i))
+        kept: list[int] = []
+        for i in order:
+            if all(iou[i, k] < iou_thr for k in kept):
+                kept.append(i)
+        for i in sorted(kept):
+            out.append(dict(group[i], num_readers=scores[i] + 1))
+    return out
+
+
+def load_vindr(
+    csv_file: str,
+    image_root: str,
+    fusion: str = "none",
+    iou_thr: float = 0.4,
+    classes: Sequence[str] | None = None,
+    strict: bool = True,
+) -> list[dict]:
+    """Load VinDr-CXR boxes as detectron2 dataset dicts.
+
+    Args:
+        csv_file: ``train.csv`` in the VinBigData format.
+        image_root: folder of ``<image_id>.dicom`` files (sizes read from their headers).
+        fusion: one of :data:`BOX_FUSIONS` (``none``, ``wbf``, ``nms``, ``majority``).
+        iou_thr: IoU at which two readers' boxes count as the same finding.
+        classes: subset of :data:`VINDR_CLASSES` (category ids follow this order); default all.
+        strict: raise on a bad row or unreadable image (True) or skip / clip and log (False).
+
+    Returns:
+        dicts with ``file_name, image_id, height, width, patient_id, annotations`` (``bbox``
+        XYXY_ABS float pixels, ``category_id`` 0-based, ``rad_id`` with ``fusion="none"``).
+        Images whose rows are all ``No finding`` are negatives (``annotations: []``). VinDr has
+        no patient id: ``patient_id`` = ``image_id``.
+    """
+    if fusion not in BOX_FUSIONS:
+        raise ValueError(f"unknown fusion {fusion!r}; choose one of {sorted(BOX_FUSIONS)}")
+    names = list(VINDR_CLASSES) if classes is None else list(classes)
+    for c in names:
+        if c not in VINDR_CLASSES:
+            raise ValueError(f"unknown VinDr class {c!r}; known: {', '.join(VINDR_CLASSES)}")
+    cat_of = {VINDR_CLASSES.index(c): i for i, c in enumerate(names)}
+    check = RowChecker(csv_file, strict=strict)
+    records: dict[str, dict] = {}
+    raw: dict[str, list[dict]] = {}
+    columns = ("image_id", "class_name", "class_id", "rad_id") + _BOX_FIELDS
+    for i, r in enumerate(read_csv_checked(csv_file, columns).to_dict("records")):
+        line = csv_line(i)
+        image_id = r["image_id"].strip()
+        path = check.image_path(line, "image_id", image_root, f"{image_id}.dicom")
+        if path is None:
+            continue
+        cid = check.number(line, "class_id", r["class_id"])
+        if cid is None:
+            continue
+        cid = int(cid)
+        if not 0 <= cid <= NO_FINDING_ID:
+            check.fail(line, "class_id", f"unknown class id {cid}")
+            continue
+        expected = VINDR_CLASSES[cid] if cid < NO_FINDING_ID else "No finding"
+        if r["class_name"].strip().lower() != expected.lower():
+            check.fail(line, "class_name", f"{r['class_name']!r} does not match class_id {cid}")
+            continue
+        if image_id not in records:
+            records[image_id] = check.image_record(path, image_id, image_id)  # type: ignore
+            raw[image_id] = []
+        rec = records[image_id]
+        if rec is None or cid == NO_FINDING_ID:
+            continue
+        vals = [check.number(line, f, r[f]) for f in _BOX_FIELDS]
+        if any(v is None for v in vals):
+            continue
+        rad = r["rad_id"].strip()
+        if check.duplicate(line, "rad_id", (image_id, cid, rad, *[round(v, 3) for v in vals])):
+            continue
+        box = check.box_xyxy(line, _BOX_FIELDS, vals, rec["height"], rec["width"])
+        if box is None or cid not in cat_of:
+            continue
+        raw[image_id].append(
+            {"bbox": box, "bbox_mode": BoxMode.XYXY_ABS, "category_id": cat_of[cid], "rad_id": rad}
+        )
+    check.report()
+    out = []
+    for image_id in sorted(k for k, v in records.items() if v is not None):
+        rec = records[image_id]
+        rec["annotations"] = BOX_FUSIONS[fusion](raw[image_id], iou_thr)
+        out.append(rec)
+    log_summary(f"VinDr-CXR {os.path.basename(csv_file)} (fusion={fusion})", out, names)
+    return out

@@ -1,0 +1,100 @@
+"""load_vindr (reader fusion) and load_rsna (negatives) on files in the public formats."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cxr.data.datasets.common import AnnotationError
+from cxr.data.datasets.rsna import load_rsna
+from cxr.data.datasets.vindr import VINDR_CLASSES, load_vindr
+from dataformats import write_dicom
+
+VINDR_HEADER = "image_id,class_name,class_id,rad_id,x_min,y_min,x_max,y_max\n"
+# Image a: three readers box one nodule (R1, R2 agree; R3 elsewhere), R1 boxes an effusion.
+# Image b: only "No finding" rows (a negative). Image c: one reader, one box.
+VINDR_ROWS = [
+    "a,Nodule/Mass,8,R1,10,10,30,30",
+    "a,Nodule/Mass,8,R2,12,12,32,32",   # IoU with R1 = 324/476 = 0.68
+    "a,Nodule/Mass,8,R3,60,40,70,50",   # alone
+    "a,Pleural effusion,10,R1,0,40,40,64",
+    "b,No finding,14,R1,,,,",
+    "b,No finding,14,R2,,,,",
+    "c,Aortic enlargement,0,R9,5,5,25,25",
+    "c,No finding,14,R8,,,,",
+]  # fmt: skip
+
+
+@pytest.fixture
+def vindr(tmp_path):
+    root = tmp_path / "train"
+    root.mkdir()
+    for name in "abc":
+        write_dicom(str(root / f"{name}.dicom"), np.zeros((64, 96), np.uint16))
+    csv = tmp_path / "train.csv"
+    csv.write_text(VINDR_HEADER + "".join(r + "\n" for r in VINDR_ROWS))
+    return str(csv), str(root)
+
+
+def _boxes(out, image_id):
+    d = next(d for d in out if d["image_id"] == image_id)
+    return sorted((VINDR_CLASSES[a["category_id"]], [round(v, 3) for v in a["bbox"]]) for a in d["annotations"])
+
+
+def test_vindr_none_keeps_every_reader(vindr):
+    out = load_vindr(*vindr)
+    assert [d["image_id"] for d in out] == ["a", "b", "c"]
+    assert sum(len(d["annotations"]) for d in out) == 5  # every non-"No finding" row
+    assert [d["annotations"] for d in out if d["image_id"] == "b"] == [[]]
+    a = next(d for d in out if d["image_id"] == "a")
+    assert (a["height"], a["width"]) == (64, 96)  # from the DICOM header
+    assert sorted(x["rad_id"] for x in a["annotations"]) == ["R1", "R1", "R2", "R3"]
+
+
+def test_vindr_fusion_modes(vindr):
+    wbf = _boxes(load_vindr(*vindr, fusion="wbf"), "a")
+    assert wbf == [("Nodule/Mass", [11, 11, 31, 31]), ("Nodule/Mass", [60, 40, 70, 50]),
+                   ("Pleural effusion", [0, 40, 40, 64])]  # fmt: skip
+    nms = _boxes(load_vindr(*vindr, fusion="nms"), "a")
+    # R1 and R2 both have one agreeing reader; the tie goes to CSV order (R1).
+    assert nms == [("Nodule/Mass", [10, 10, 30, 30]), ("Nodule/Mass", [60, 40, 70, 50]),
+                   ("Pleural effusion", [0, 40, 40, 64])]  # fmt: skip
+    maj = load_vindr(*vindr, fusion="majority")
+    assert _boxes(maj, "a") == [("Nodule/Mass", [11, 11, 31, 31])]
+    assert _boxes(maj, "c") == []  # single reader: not kept
+    with pytest.raises(ValueError, match="fusion"):
+        load_vindr(*vindr, fusion="mean")
+
+
+def test_vindr_bad_rows(vindr, tmp_path):
+    _, root = vindr
+    bad = tmp_path / "bad.csv"
+    bad.write_text(VINDR_HEADER + "a,Nodule/Mass,3,R1,1,1,5,5\n")
+    with pytest.raises(AnnotationError, match=r"row 2, field 'class_name'"):
+        load_vindr(str(bad), root)
+    bad.write_text(VINDR_HEADER + "a,Nodule/Mass,8,R1,1,1,5,5\na,Nodule/Mass,8,R1,1,1,5,\n")
+    with pytest.raises(AnnotationError, match=r"row 3, field 'y_max'"):
+        load_vindr(str(bad), root)
+    out = load_vindr(str(bad), root, strict=False)
+    assert [len(d["annotations"]) for d in out] == [1]
+
+
+def test_rsna_negatives_and_boxes(tmp_path):
+    root = tmp_path / "stage_2_train_images"
+    root.mkdir()
+    for pid in ("p1", "p2", "p3"):
+        write_dicom(str(root / f"{pid}.dcm"), np.zeros((100, 90), np.uint8))
+    csv = tmp_path / "stage_2_train_labels.csv"
+    csv.write_text("patientId,x,y,width,height,Target\n"
+                   "p1,,,,,0\np2,10,20,30,40,1\np2,50,5,20,20,1\np3,,,,,0\n")  # fmt: skip
+    out = load_rsna(str(csv), str(root))
+    assert [d["image_id"] for d in out] == ["p1", "p2", "p3"]
+    assert [len(d["annotations"]) for d in out] == [0, 2, 0]
+    assert out[1]["annotations"][0]["bbox"] == [10.0, 20.0, 40.0, 60.0]
+    assert (out[1]["height"], out[1]["width"], out[1]["patient_id"]) == (100, 90, "p2")
+    csv.write_text("patientId,x,y,width,height,Target\np2,10,20,30,40,2\n")
+    with pytest.raises(AnnotationError, match=r"row 2, field 'Target'"):
+        load_rsna(str(csv), str(root))
+    csv.write_text("patientId,x,y,width,height,Target\nmissing,10,20,30,40,1\np1,,,,,0\n")
+    with pytest.raises(OSError, match="missing.dcm"):
+        load_rsna(str(csv), str(root))
+    assert [d["image_id"] for d in load_rsna(str(csv), str(root), strict=False)] == ["p1"]
