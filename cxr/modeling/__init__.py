@@ -1,1 +1,9 @@
-"""Modeling: backbones, meta-architectures and ROI heads registered into detectron2."""
+"""Modeling: backbones, meta-architectures and ROI heads registered into detectron2.
+
+``import cxr`` registers ``build_efficientnet_bifpn_backbone`` (BACKBONE_REGISTRY),
+``CXRRetinaNet`` (META_ARCH_REGISTRY) and ``FocalROIHeads`` (ROI_HEADS_REGISTRY).
+"""
+from .backbone import *  # noqa: F401,F403
+from .losses import class_balanced_alpha, resolve_focal_alpha, sigmoid_focal_loss  # noqa: F401
+from .meta_arch import *  # noqa: F401,F403
+from .roi_heads import *  # noqa: F401,F403

@@ -1,7 +1,64 @@
 """Config keys read by :mod:`cxr.modeling`; each with a comment."""
-from detectron2.config import CfgNode as CN  # noqa: F401
+from detectron2.config import CfgNode as CN
 
 
 def add_modeling_config(cfg) -> None:
     """Add the :mod:`cxr.modeling` keys to ``cfg`` in place."""
-    pass
+    # --- EfficientNet trunk (timm, always built with pretrained=False; never downloads) ---
+    cfg.MODEL.EFFICIENTNET = CN()
+    # timm model name of the trunk, e.g. "efficientnet_b0", "efficientnet_lite0".
+    # Empty: the trunk of MODEL.BIFPN.PRESET (D0 -> efficientnet_b0, Lite0 -> efficientnet_lite0).
+    cfg.MODEL.EFFICIENTNET.NAME = ""
+    # Optional local weights file for the trunk alone (a timm/torchvision-style state dict, or a
+    # checkpoint with a "model"/"state_dict" entry). Empty: random init. Loaded non-strictly with
+    # missing/unexpected keys logged. MODEL.WEIGHTS (whole detector) is applied after it.
+    cfg.MODEL.EFFICIENTNET.WEIGHTS = ""
+    # Stochastic depth (drop-path) rate inside the trunk's blocks during training.
+    cfg.MODEL.EFFICIENTNET.DROP_PATH_RATE = 0.0
+    # Number of trunk stages frozen (0: train all; n: stem + first n-1 block stages frozen).
+    cfg.MODEL.EFFICIENTNET.FREEZE_AT = 0
+
+    # --- BiFPN (ours): trunk strides 8/16/32 -> p3..p7 ---
+    cfg.MODEL.BIFPN = CN()
+    # EfficientDet scaling preset: D0, D1, D2, D3, Lite0, Lite1, Lite2, Lite3 (case-insensitive).
+    # Sets trunk, channels, layers, activation and fusion unless overridden below.
+    cfg.MODEL.BIFPN.PRESET = "D0"
+    # BiFPN width (channels of every p3..p7 map). 0: from the preset (D0 64, D1 88, D2 112, D3 160).
+    cfg.MODEL.BIFPN.OUT_CHANNELS = 0
+    # Number of stacked BiFPN layers. 0: from the preset (D0 3, D1 4, D2 5, D3 6).
+    cfg.MODEL.BIFPN.NUM_LAYERS = 0
+    # Normalization after every separable conv / lateral conv: "BN", "SyncBN", "GN" (detectron2
+    # get_norm names). BN directly follows a bias-free conv, so it folds into it at eval time.
+    cfg.MODEL.BIFPN.NORM = "BN"
+    # Node fusion: "fast_normalized" (EfficientDet: relu(w_i) / (sum relu(w) + eps) weights) or
+    # "sum" (plain sum; Lite presets). Empty: from the preset.
+    cfg.MODEL.BIFPN.FUSION = ""
+    # Activation in BiFPN and EfficientDet head: "silu" (swish) or "relu6". Empty: from preset.
+    cfg.MODEL.BIFPN.ACTIVATION = ""
+
+    # --- CXRRetinaNet additions (detectron2's MODEL.RETINANET keys stay as they are) ---
+    # Head built by name from cxr.modeling.RETINANET_HEAD_REGISTRY: "RetinaNetHead" (detectron2's,
+    # full 3x3 convs, NUM_CONVS deep) or "EfficientDetHead" (separable convs, BN per level,
+    # NUM_CONVS deep, shared weights across levels).
+    cfg.MODEL.RETINANET.HEAD_NAME = "RetinaNetHead"
+    # Per-class focal alpha. None: the scalar MODEL.RETINANET.FOCAL_LOSS_ALPHA (detectron2).
+    # A number: same alpha for every class. A list of NUM_CLASSES numbers: alpha per class.
+    # "auto": from the box counts per class of DATASETS.TRAIN, see
+    # cxr.modeling.class_balanced_alpha (mean alpha = FOCAL_LOSS_ALPHA, inverse-frequency weights).
+    cfg.MODEL.RETINANET.FOCAL_ALPHA = None
+    # Exponent p of the "auto" weights w_c = n_c^-p (1: inverse frequency, 0.5: inverse sqrt).
+    cfg.MODEL.RETINANET.FOCAL_ALPHA_AUTO_POWER = 1.0
+
+    # --- FocalROIHeads: sigmoid focal loss in the Fast R-CNN box predictor ---
+    # Focal gamma of the box classifier (0 = per-class sigmoid cross-entropy).
+    cfg.MODEL.ROI_BOX_HEAD.FOCAL_GAMMA = 2.0
+    # Scalar focal alpha of the box classifier (weight of positive targets; negatives weigh
+    # 1 - alpha); negative: no alpha weighting. Also the mean alpha of FOCAL_ALPHA "auto".
+    cfg.MODEL.ROI_BOX_HEAD.FOCAL_LOSS_ALPHA = 0.25
+    # Per-class alpha, as MODEL.RETINANET.FOCAL_ALPHA: None (use FOCAL_LOSS_ALPHA), a number, a
+    # list of NUM_CLASSES numbers, or "auto" (from the box counts per class of DATASETS.TRAIN).
+    cfg.MODEL.ROI_BOX_HEAD.FOCAL_ALPHA = None
+    # Exponent p of the "auto" weights w_c = n_c^-p.
+    cfg.MODEL.ROI_BOX_HEAD.FOCAL_ALPHA_AUTO_POWER = 1.0
+    # Prior probability that sets the classifier bias at init: b = -log((1 - p) / p).
+    cfg.MODEL.ROI_BOX_HEAD.FOCAL_PRIOR_PROB = 0.01

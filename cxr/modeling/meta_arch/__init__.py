@@ -1,0 +1,7 @@
+"""Meta-architectures registered in detectron2's META_ARCH_REGISTRY, and their heads."""
+from .retinanet import (  # noqa: F401
+    RETINANET_HEAD_REGISTRY,
+    CXRRetinaNet,
+    EfficientDetHead,
+    build_retinanet_head,
+)
