@@ -33,6 +33,9 @@ def parse_args(argv=None):
     p.add_argument("--dataset", default="", help="registered dataset (default DATASETS.TEST[0])")
     p.add_argument("--image-folder", default="", help="folder of PNGs (with --annotations)")
     p.add_argument("--annotations", default="", help="NIH-format box CSV (BBox_List_2017.csv)")
+    p.add_argument(
+        "--data-entry", default="", help="NIH Data_Entry CSV: adds No Finding images as negatives"
+    )
     p.add_argument("--gt-json", default="", help="COCO ground truth (files mode)")
     p.add_argument("--detections", default="", help="COCO results JSON (files mode)")
     p.add_argument("--output", required=True, help="output folder (must not contain an input)")

@@ -410,18 +410,27 @@ def evaluate_checkpoints(
     return {"checkpoints": rows, "best": best}
 
 
-def _register_nih_folder(image_folder: str, annotations: str) -> str:
-    """Register an NIH-format CSV + image folder as a temporary ``evaluator_type="cxr"`` set."""
+def _register_nih_folder(image_folder: str, annotations: str, data_entry: str = "") -> str:
+    """Register an NIH-format CSV + image folder as a temporary ``evaluator_type="cxr"`` set.
+
+    With ``data_entry`` (``Data_Entry_2017*.csv``), every ``No Finding`` image of the same
+    patients found in the folder is added as a negative."""
     import hashlib
 
     from detectron2.data import DatasetCatalog, MetadataCatalog
 
     from ..data.datasets.nih import load_nih, nih_class_names
 
-    key = hashlib.sha1(f"{os.path.abspath(image_folder)}|{os.path.abspath(annotations)}".encode())
+    paths = [os.path.abspath(p) if p else "" for p in (image_folder, annotations, data_entry)]
+    key = hashlib.sha1("|".join(paths).encode())
     name = f"cxr_eval_folder_{key.hexdigest()[:10]}"
     if name not in DatasetCatalog.list():
-        DatasetCatalog.register(name, lambda: load_nih(annotations, image_folder, strict=True))
+        DatasetCatalog.register(
+            name,
+            lambda: load_nih(
+                annotations, image_folder, data_entry or None, num_negatives=-1 if data_entry else 0
+            ),
+        )
         MetadataCatalog.get(name).set(thing_classes=nih_class_names(), evaluator_type="cxr")
     return name
 
@@ -467,7 +476,7 @@ def run_cli(args) -> dict | MedicalResult:
     cfg.OUTPUT_DIR = args.output
     cfg.freeze()
     if args.image_folder:
-        dataset = _register_nih_folder(args.image_folder, args.annotations)
+        dataset = _register_nih_folder(args.image_folder, args.annotations, args.data_entry)
     else:
         dataset = args.dataset or (cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else "")
         if not dataset:
@@ -475,7 +484,13 @@ def run_cli(args) -> dict | MedicalResult:
                 "no dataset: give --dataset, --image-folder/--annotations, or set "
                 "DATASETS.TEST in the config"
             )
-    inputs = [args.config_file, args.thresholds, args.annotations, args.image_folder]
+    inputs = [
+        args.config_file,
+        args.thresholds,
+        args.annotations,
+        args.image_folder,
+        args.data_entry,
+    ]
     check_output_dir(args.output, inputs)
     kw = _eval_kwargs(args, cfg.CXR.EVAL)
     ev_kw = {

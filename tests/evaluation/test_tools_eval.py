@@ -151,3 +151,33 @@ def test_checkpoints_mode_two_checkpoints(cxr_dataset, tmp_path):  # noqa: F811
     steps = [e.step for e in acc.Scalars("cxr/froc_cpm")]
     assert steps == [1, 2]
     assert np.isfinite([e.value for e in acc.Scalars("cxr/AP50")]).all()
+
+
+def test_image_folder_mode_with_nih_csv(tmp_path):
+    import cv2
+
+    from cxr.engine import Trainer
+    from cxr.engine.checkpoint import CXRCheckpointer
+
+    imgs = tmp_path / "png"
+    imgs.mkdir()
+    rng = np.random.default_rng(0)
+    for n in ("00000001_000.png", "00000002_000.png"):
+        cv2.imwrite(str(imgs / n), rng.integers(0, 255, (64, 64), dtype=np.uint8))
+    csv_file = tmp_path / "boxes.csv"
+    csv_file.write_text(
+        "Image Index,Finding Label,Bbox [x,y,w,h],,,\n"
+        "00000001_000.png,Mass,10,10,20,20\n00000002_000.png,Nodule,30,30,8,8\n"
+    )
+    cfg_file = os.path.join(REPO, "configs/nih/retinanet_R_18_FPN.yaml")
+    opts = ["MODEL.DEVICE", "cpu", "MODEL.RETINANET.NUM_CLASSES", "8", "INPUT.MIN_SIZE_TEST", "64"]
+    opts += ["INPUT.MAX_SIZE_TEST", "64", "DATALOADER.NUM_WORKERS", "0"]
+    CXRCheckpointer(Trainer.build_model(load_config(cfg_file, opts)), str(tmp_path)).save("m")
+    out = tmp_path / "out"
+    res = load_tool("eval").main(
+        ["--config-file", cfg_file, "--checkpoint", str(tmp_path / "m.pth"), "--image-folder",
+         str(imgs), "--annotations", str(csv_file), "--output", str(out), "--no-plots", *opts]
+    )  # fmt: skip
+    m = json.load(open(out / "metrics.json"))
+    assert m["num_images"] == 2 and m["num_gt_boxes"] == 2
+    assert m["num_gt_boxes_per_class"]["Mass"] == 1 and len(res["checkpoints"]) == 1
