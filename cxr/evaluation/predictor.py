@@ -47,7 +47,10 @@ def iter_image_files(inputs: Sequence[str]) -> Iterator[str]:
                     if f.lower().endswith(IMAGE_EXTENSIONS):
                         yield os.path.join(root, f)
         else:
-            raise FileNotFoundError(f"input not found: {p}")
+            hint = " (KEY VALUE overrides go after another flag, not after --input)"
+            raise FileNotFoundError(
+                f"input not found: {p}" + (hint if p.split(".")[0].isupper() else "")
+            )
 
 
 def check_predict_output(output_dir: str, inputs: Sequence[str]) -> None:

@@ -294,7 +294,10 @@ def find_checkpoints(paths: Sequence[str]) -> list[str]:
         elif os.path.isfile(p):
             out.append(p)
         else:
-            raise FileNotFoundError(f"checkpoint not found: {p}")
+            hint = " (KEY VALUE overrides go after another flag, not after --checkpoint)"
+            raise FileNotFoundError(
+                f"checkpoint not found: {p}" + (hint if p.split(".")[0].isupper() else "")
+            )
     return out
 
 
