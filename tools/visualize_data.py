@@ -11,6 +11,7 @@ Examples::
 ``cxr.data.io.read_xray``; ``--source dataloader`` draws them after the train-time mapper
 (``cfg.INPUT.MAPPER``: resize, flip, Albumentations), i.e. what the model sees.
 """
+
 import argparse
 import os
 
@@ -40,7 +41,9 @@ def parse_args(argv=None):
 
 def draw(gray: np.ndarray, boxes: np.ndarray, classes: list, metadata) -> np.ndarray:
     """RGB image with ``boxes`` (N x 4 XYXY_ABS pixels of ``gray``) labelled by class id."""
-    names = metadata.get("thing_classes", None) or [str(c) for c in range(max(classes, default=0) + 1)]
+    names = metadata.get("thing_classes", None) or [
+        str(c) for c in range(max(classes, default=0) + 1)
+    ]
     colors = metadata.get("thing_colors", None)
     vis = Visualizer(np.repeat(gray[:, :, None], 3, axis=2), metadata)
     out = vis.overlay_instances(
@@ -67,7 +70,10 @@ def main(argv=None):
     for d in dicts:
         if mapper is None:
             gray = read_xray(d["file_name"])
-            boxes = [BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in d["annotations"]]
+            boxes = [
+                BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS)
+                for a in d["annotations"]
+            ]
             classes = [a["category_id"] for a in d["annotations"]]
         else:
             m = mapper(d)
@@ -75,7 +81,9 @@ def main(argv=None):
             boxes = m["instances"].gt_boxes.tensor.numpy()
             classes = m["instances"].gt_classes.tolist()
         rgb = draw(gray, np.asarray(boxes, np.float64), classes, metadata)
-        path = os.path.join(args.output, f"{os.path.splitext(os.path.basename(d['file_name']))[0]}.png")
+        path = os.path.join(
+            args.output, f"{os.path.splitext(os.path.basename(d['file_name']))[0]}.png"
+        )
         ok, buf = cv2.imencode(".png", rgb[:, :, ::-1])
         tmp = path + ".tmp"
         with open(tmp, "wb") as f:

@@ -8,6 +8,7 @@ One repetition = one pass over the images; per run, images / median seconds; the
 run alternately twice and ``ours`` / ``peer`` report the better run of each (all runs kept).
 Albumentations preset ``none`` so the work is equivalent.
 """
+
 from __future__ import annotations
 
 import logging
@@ -18,7 +19,7 @@ import numpy as np
 
 from .timing import BENCHMARK_REGISTRY, result_row, time_repeated
 
-__all__ = ["write_benchmark_pngs", "bench_data"]
+__all__ = ["write_benchmark_pngs", "data"]
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
 """Data: image I/O, dataset loaders and registration, splits, phantom data, mappers."""
+
 import os as _os
 
 from .build import MAPPER_REGISTRY, build_mapper  # noqa: F401

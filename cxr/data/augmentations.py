@@ -9,6 +9,7 @@ flip, so each image is resized once. No preset flips: a horizontal flip swaps la
 heart appears on the right, a left-sided finding becomes right-sided), which misleads models
 whose findings depend on side. Enable flips knowingly via ``INPUT.RANDOM_FLIP`` or a custom file.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Config keys read by :mod:`cxr.data`; each with a comment."""
+
 from detectron2.config import CfgNode as CN
 
 

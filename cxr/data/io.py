@@ -8,6 +8,7 @@ the first window center / width, then are scaled to 0-255; ``MONOCHROME1`` image
 values are dark) are inverted so that bone is always bright. Data without a window (16-bit
 PNGs, DICOMs without VOI attributes) are scaled min-max.
 """
+
 from __future__ import annotations
 
 import logging
@@ -200,7 +201,9 @@ def read_xray_size(path: str) -> tuple[int, int]:
                     ds = pydicom.dcmread(path, stop_before_pixels=True)
                     return int(ds.Rows), int(ds.Columns)
                 except Exception as e:
-                    raise ImageReadError(path, f"no DICOM Rows/Columns ({type(e).__name__})") from None
+                    raise ImageReadError(
+                        path, f"no DICOM Rows/Columns ({type(e).__name__})"
+                    ) from None
             size = _png_size(head)
             if size is None and head[:2] == b"\xff\xd8":
                 size = _jpeg_size(f)

@@ -7,6 +7,7 @@ only) the Albumentations pipeline of ``INPUT.ALBUMENTATIONS``, then replication 
 ``INPUT.FORMAT``. With the pipeline off, the output equals ``DatasetMapper``'s on gray 8-bit
 files. Horizontal flips swap laterality (see :mod:`cxr.data.augmentations`).
 """
+
 from __future__ import annotations
 
 import copy
@@ -70,7 +71,9 @@ class AlbumentationsMapper:
         self.num_skipped = 0
         self._seeded_pid = None
         mode = "training" if is_train else "inference"
-        logger.info(f"[AlbumentationsMapper] {mode}: {augmentations}, albumentations={albumentations}")
+        logger.info(
+            f"[AlbumentationsMapper] {mode}: {augmentations}, albumentations={albumentations}"
+        )
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True) -> dict:
@@ -93,7 +96,11 @@ class AlbumentationsMapper:
             self.albumentations.set_random_seed(int(np.random.randint(2**31)))
             self._seeded_pid = os.getpid()
         h, w = image.shape[:2]
-        idx = [i for i, a in enumerate(annos) if a["bbox"][2] > a["bbox"][0] and a["bbox"][3] > a["bbox"][1]]
+        idx = [
+            i
+            for i, a in enumerate(annos)
+            if a["bbox"][2] > a["bbox"][0] and a["bbox"][3] > a["bbox"][1]
+        ]
         boxes = [np.clip(np.asarray(annos[i]["bbox"], np.float64), 0, [w, h, w, h]) for i in idx]
         out = self.albumentations(image=image, bboxes=np.array(boxes).reshape(-1, 4), ann_idx=idx)
         kept = []
@@ -117,7 +124,9 @@ class AlbumentationsMapper:
             if not self.skip_bad_images:
                 raise
             self.num_skipped += 1
-            logger.warning("skipping unreadable image (%d so far in this process): %s", self.num_skipped, e)
+            logger.warning(
+                "skipping unreadable image (%d so far in this process): %s", self.num_skipped, e
+            )
             return None
         utils.check_image_size(dataset_dict, image)
         aug_input = T.AugInput(image)
@@ -131,7 +140,9 @@ class AlbumentationsMapper:
                 if obj.get("iscrowd", 0) == 0:
                     obj.pop("segmentation", None)  # boxes only, like DatasetMapper's default
                     obj.pop("keypoints", None)
-                    annos.append(utils.transform_instance_annotations(obj, transforms, image.shape[:2]))
+                    annos.append(
+                        utils.transform_instance_annotations(obj, transforms, image.shape[:2])
+                    )
             if self.albumentations is not None:
                 image, annos = self._albumentations(image, annos)
             instances = utils.annotations_to_instances(annos, image.shape[:2])

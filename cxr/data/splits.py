@@ -3,6 +3,7 @@
 A split file is ``{"seed": 0, "fractions": [...], "splits": {"train": [patient ids], "val": [...],
 "test": [...]}}``. Registered datasets cache theirs next to the data (see :func:`cached_split`).
 """
+
 from __future__ import annotations
 
 import collections

@@ -1,9 +1,9 @@
 """Generated files in the real public formats: DICOMs, NIH / VinDr / RSNA CSVs."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from dataformats import NIH_BBOX_HEADER, NIH_ENTRY_HEADER  # noqa: E402
 
 

@@ -1,4 +1,5 @@
 """Helpers writing files in the real public formats: DICOMs and the NIH CSV headers."""
+
 from __future__ import annotations
 
 import os

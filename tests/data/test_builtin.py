@@ -1,4 +1,5 @@
 """register_all_cxr: registers only what exists, lazily, with metadata and cached splits."""
+
 from __future__ import annotations
 
 import os
@@ -17,7 +18,11 @@ NAMES = [f"{p}_{s}" for p in PREFIXES for s in ("train", "val", "test", "all")]
 @pytest.fixture
 def clean_catalog():
     """Unregister the builtin names for the test, then restore the import-time registration."""
-    saved = {n: (DatasetCatalog[n], MetadataCatalog.get(n).as_dict()) for n in NAMES if n in DatasetCatalog}
+    saved = {
+        n: (DatasetCatalog[n], MetadataCatalog.get(n).as_dict())
+        for n in NAMES
+        if n in DatasetCatalog
+    }
     for n in NAMES:
         if n in DatasetCatalog:
             DatasetCatalog.remove(n)
@@ -50,7 +55,10 @@ def test_registers_what_exists_lazily(nih_files, tmp_path, clean_catalog):
     assert len(meta.thing_colors) == 8
     everything = DatasetCatalog.get("phantom_nih_all")
     assert [d["image_id"] for d in everything] == [
-        "00000001_000", "00000001_001", "00000002_000", "00000002_001"
+        "00000001_000",
+        "00000001_001",
+        "00000002_000",
+        "00000002_001",
     ]  # negatives included
     parts = [DatasetCatalog.get(f"phantom_nih_{s}") for s in ("train", "val", "test")]
     assert sorted(d["image_id"] for p in parts for d in p) == [d["image_id"] for d in everything]

@@ -1,13 +1,13 @@
 """read_xray / read_xray_size on PNG, JPEG and DICOM files, and their failure modes."""
+
 from __future__ import annotations
 
 import cv2
 import numpy as np
 import pytest
+from dataformats import write_dicom
 
 from cxr.data.io import ImageReadError, read_xray, read_xray_size
-
-from dataformats import write_dicom
 
 
 def test_png_gray_rgb_rgba_and_16bit(tmp_path):
@@ -45,7 +45,9 @@ def test_dicom_window_monochrome1_and_16bit(tmp_path):
     p = write_dicom(str(tmp_path / "w.dcm"), raw, window=(1500, 1001))
     np.testing.assert_array_equal(read_xray(p)[0], [0, 0, 128, 255, 255])
     assert read_xray_size(p) == (3, 5)
-    p1 = write_dicom(str(tmp_path / "m1.dicom"), raw, photometric="MONOCHROME1", window=(1500, 1001))
+    p1 = write_dicom(
+        str(tmp_path / "m1.dicom"), raw, photometric="MONOCHROME1", window=(1500, 1001)
+    )
     np.testing.assert_array_equal(read_xray(p1)[0], [255, 255, 127, 0, 0])
     # No window: min-max after the modality LUT (slope 2, intercept -100).
     p2 = write_dicom(str(tmp_path / "n.dcm"), raw, slope=2.0, intercept=-100.0)

@@ -1,4 +1,5 @@
 """AlbumentationsMapper: equal to detectron2's DatasetMapper with augmentations off; presets."""
+
 from __future__ import annotations
 
 import copy
@@ -7,6 +8,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from dataformats import write_dicom
 from detectron2.data import DatasetMapper
 from detectron2.structures import BoxMode
 
@@ -14,7 +16,6 @@ from cxr.config import get_cfg
 from cxr.data import build_mapper
 from cxr.data.io import ImageReadError
 from cxr.data.mapper import AlbumentationsMapper
-from dataformats import write_dicom
 
 
 def _cfg(**kw):
@@ -41,7 +42,8 @@ def records(tmp_path_factory):
     rec = {
         "file_name": str(root / "a.png"), "image_id": "a", "height": 70, "width": 100,
         "patient_id": "p", "annotations": [
-            {"bbox": b, "bbox_mode": BoxMode.XYXY_ABS, "category_id": i} for i, b in enumerate(boxes)
+            {"bbox": b, "bbox_mode": BoxMode.XYXY_ABS, "category_id": i}
+            for i, b in enumerate(boxes)
         ],
     }  # fmt: skip
     dcm = dict(copy.deepcopy(rec), file_name=write_dicom(str(root / "a.dcm"), img))

@@ -1,4 +1,5 @@
 """load_nih on the shipped NIH files and on hand-built CSVs; row validation."""
+
 from __future__ import annotations
 
 import collections
@@ -6,15 +7,21 @@ import logging
 import os
 
 import pytest
+from dataformats import NIH_BBOX_HEADER, NIH_DIR
 from detectron2.structures import BoxMode
 
 from cxr.data.datasets.common import AnnotationError
 from cxr.data.datasets.nih import NIH_CLASSES, load_nih
-from dataformats import NIH_BBOX_HEADER, NIH_DIR
 
 SHIPPED_COUNTS = {
-    "Atelectasis": 180, "Cardiomegaly": 146, "Effusion": 153, "Infiltrate": 123,
-    "Mass": 85, "Nodule": 79, "Pneumonia": 120, "Pneumothorax": 98,
+    "Atelectasis": 180,
+    "Cardiomegaly": 146,
+    "Effusion": 153,
+    "Infiltrate": 123,
+    "Mass": 85,
+    "Nodule": 79,
+    "Pneumonia": 120,
+    "Pneumothorax": 98,
 }  # fmt: skip (DESIGN.md)
 
 
@@ -33,7 +40,9 @@ def test_shipped_counts(shipped):
     assert len(pos) == 880
     assert sum(len(d["annotations"]) for d in pos) == 984
     assert sum(len(d["annotations"]) > 1 for d in pos) == 93
-    per_class = collections.Counter(NIH_CLASSES[a["category_id"]] for d in pos for a in d["annotations"])
+    per_class = collections.Counter(
+        NIH_CLASSES[a["category_id"]] for d in pos for a in d["annotations"]
+    )
     assert per_class == SHIPPED_COUNTS
     assert len({d["patient_id"] for d in pos}) == 726
     negs = [d for d in shipped if not d["annotations"]]

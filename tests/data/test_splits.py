@@ -1,13 +1,21 @@
 """Patient-level stratified splits: deterministic, disjoint, every class in every split."""
+
 from __future__ import annotations
 
 import os
 
 import pytest
+from dataformats import NIH_DIR
 
 from cxr.data.datasets.nih import load_nih
-from cxr.data.splits import apply_split, cached_split, load_split, save_split, split_by_patient, split_patients
-from dataformats import NIH_DIR
+from cxr.data.splits import (
+    apply_split,
+    cached_split,
+    load_split,
+    save_split,
+    split_by_patient,
+    split_patients,
+)
 
 
 @pytest.fixture(scope="module")

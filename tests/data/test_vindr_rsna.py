@@ -1,13 +1,14 @@
 """load_vindr (reader fusion) and load_rsna (negatives) on files in the public formats."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from dataformats import write_dicom
 
 from cxr.data.datasets.common import AnnotationError
 from cxr.data.datasets.rsna import load_rsna
 from cxr.data.datasets.vindr import VINDR_CLASSES, load_vindr
-from dataformats import write_dicom
 
 VINDR_HEADER = "image_id,class_name,class_id,rad_id,x_min,y_min,x_max,y_max\n"
 # Image a: three readers box one nodule (R1, R2 agree; R3 elsewhere), R1 boxes an effusion.
@@ -37,7 +38,10 @@ def vindr(tmp_path):
 
 def _boxes(out, image_id):
     d = next(d for d in out if d["image_id"] == image_id)
-    return sorted((VINDR_CLASSES[a["category_id"]], [round(v, 3) for v in a["bbox"]]) for a in d["annotations"])
+    return sorted(
+        (VINDR_CLASSES[a["category_id"]], [round(v, 3) for v in a["bbox"]])
+        for a in d["annotations"]
+    )
 
 
 def test_vindr_none_keeps_every_reader(vindr):

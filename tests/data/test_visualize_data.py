@@ -1,4 +1,5 @@
 """tools/visualize_data.py draws the boxes where the annotations say."""
+
 from __future__ import annotations
 
 import os
@@ -17,7 +18,9 @@ def test_annotation_and_dataloader(tiny_dataset, tmp_path):
     from detectron2.data import DatasetCatalog
 
     rec = DatasetCatalog.get(tiny_dataset)[0]
-    out = visualize_data.main(["--dataset", tiny_dataset, "--output", str(tmp_path / "a"), "--num", "2"])
+    out = visualize_data.main(
+        ["--dataset", tiny_dataset, "--output", str(tmp_path / "a"), "--num", "2"]
+    )
     assert len(out) == 2
     img = cv2.imread(out[0])
     x0, y0, x1, y1 = (int(v) for v in rec["annotations"][0]["bbox"])

@@ -1,4 +1,5 @@
 """Chest X-ray dataset loaders (NIH, VinDr-CXR, RSNA) and their registration."""
+
 from .common import AnnotationError  # noqa: F401
 from .nih import load_nih  # noqa: F401
 from .rsna import load_rsna  # noqa: F401

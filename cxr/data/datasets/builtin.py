@@ -14,6 +14,7 @@ The train / val / test splits (70/15/15 by patient, seed 0, stratified by class)
 ``all`` is every image. NIH and phantom include every ``No Finding`` image of the box patients
 listed in Data_Entry as negatives.
 """
+
 from __future__ import annotations
 
 import functools
@@ -73,7 +74,8 @@ def register_split_dataset(
         if name in DatasetCatalog.list():
             continue
         DatasetCatalog.register(
-            name, lambda loader=loader, folder=folder, split=split: _load_split(loader, folder, split)
+            name,
+            lambda loader=loader, folder=folder, split=split: _load_split(loader, folder, split),
         )
         MetadataCatalog.get(name).set(
             thing_classes=list(classes),

@@ -3,6 +3,7 @@
 Rows are numbered as lines of the CSV file (the header is line 1, the first data row line 2), so
 an error points at the line a user opens in an editor.
 """
+
 from __future__ import annotations
 
 import collections
@@ -16,7 +17,14 @@ from tabulate import tabulate
 
 from ..io import ImageReadError, read_xray_size
 
-__all__ = ["AnnotationError", "RowChecker", "log_summary", "csv_line", "read_csv_checked", "PALETTE"]
+__all__ = [
+    "AnnotationError",
+    "RowChecker",
+    "log_summary",
+    "csv_line",
+    "read_csv_checked",
+    "PALETTE",
+]
 
 logger = logging.getLogger(__name__)
 

@@ -6,6 +6,7 @@ released 1024 x 1024 PNGs (its header spells them ``Bbox [x,y,w,h]`` plus empty 
 box list's ``Infiltrate`` is spelled ``Infiltration``. Patient id = the file-name prefix before
 ``_``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -158,7 +159,9 @@ def load_nih(
             rec["height"], rec["width"] = int(rec_size[0]), int(rec_size[1])
             records[os.path.basename(rec["file_name"])] = rec
     elif num_negatives:
-        logger.warning("load_nih: num_negatives=%d but no data_entry_csv: none added", num_negatives)
+        logger.warning(
+            "load_nih: num_negatives=%d but no data_entry_csv: none added", num_negatives
+        )
     check.report()
     out = [records[k] for k in sorted(records)]
     log_summary(f"NIH {os.path.basename(bbox_csv)}", out, names)

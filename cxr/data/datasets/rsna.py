@@ -3,6 +3,7 @@
 Columns ``patientId,x,y,width,height,Target``; ``Target=0`` rows have empty boxes (negatives);
 an image with several boxes has several rows. Images are ``<image_root>/<patientId>.dcm``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -65,7 +66,9 @@ def load_rsna(csv_file: str, image_root: str, strict: bool = True) -> list[dict]
         x, y, w, h = vals
         box = check.box_xyxy(line, _BOX_FIELDS, [x, y, x + w, y + h], rec["height"], rec["width"])
         if box is not None:
-            rec["annotations"].append({"bbox": box, "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0})
+            rec["annotations"].append(
+                {"bbox": box, "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0}
+            )
     check.report()
     out = [records[k] for k in sorted(records) if records[k] is not None]
     log_summary(f"RSNA {os.path.basename(csv_file)}", out, RSNA_CLASSES)

@@ -15,6 +15,7 @@ Reader fusion (``fusion=``), per image and class, boxes matched at IoU >= ``iou_
 
 Fused annotations carry ``num_readers`` (distinct readers in the cluster).
 """
+
 from __future__ import annotations
 
 import logging
@@ -114,7 +115,9 @@ def _fuse_wbf(annos: list[dict], iou_thr: float) -> list[dict]:
 def _fuse_majority(annos: list[dict], iou_thr: float) -> list[dict]:
     out = []
     for group in _by_class(annos).values():
-        out += [_fused(c) for c in _clusters(group, iou_thr) if len({a.get("rad_id") for a in c}) >= 2]
+        out += [
+            _fused(c) for c in _clusters(group, iou_thr) if len({a.get("rad_id") for a in c}) >= 2
+        ]
     return out
 
 
@@ -126,7 +129,10 @@ def _fuse_nms(annos: list[dict], iou_thr: float) -> list[dict]:
         iou = pairwise_iou(boxes, boxes)
         readers = [a.get("rad_id") for a in group]
         scores = [
-            len({readers[j] for j in range(len(group)) if j != i and iou[i, j] >= iou_thr} - {readers[i]})
+            len(
+                {readers[j] for j in range(len(group)) if j != i and iou[i, j] >= iou_thr}
+                - {readers[i]}
+            )
             for i in range(len(group))
         ]
         order = sorted(range(len(group)), key=lambda i: (-scores[i], i))
