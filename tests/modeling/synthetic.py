@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from cxr.benchmark.inference import num_classes_of  # noqa: F401  (re-exported for tests)
 from detectron2.structures import Boxes, Instances
 
 # Small inputs and light sampling so that every config trains a step in about a second on CPU.
@@ -27,10 +28,3 @@ def synthetic_batch(num_classes: int, size: int = 128, seed: int = 0) -> list[di
         inst.gt_classes = torch.arange(len(boxes), dtype=torch.long) % num_classes
         batch.append({"image": image, "instances": inst, "height": size, "width": size})
     return batch
-
-
-def num_classes_of(cfg) -> int:
-    """Classes of the configured detector (RetinaNet-style or ROI heads)."""
-    if cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN":
-        return cfg.MODEL.ROI_HEADS.NUM_CLASSES
-    return cfg.MODEL.RETINANET.NUM_CLASSES
