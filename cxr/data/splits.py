@@ -88,6 +88,10 @@ def split_patients(
         for cc in labels[p]:
             have[best, cc] += 1
         have_total[best] += 1
+    for s, n in enumerate(names):
+        lacking = sorted(c for c in count if c != _NEGATIVE and frac[s] > 0 and have[s, c] == 0)
+        if lacking:
+            logger.warning("split %r has no patient with class id(s) %s", n, lacking)
     return {n: sorted(v) for n, v in out.items()}
 
 
