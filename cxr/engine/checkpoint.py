@@ -13,39 +13,20 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from typing import Any
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
-__all__ = ["CXRCheckpointer", "UnsafeCheckpointError", "atomic_write_bytes", "load_model_weights"]
+from ..fileio import atomic_write, write_bytes_atomic
+
+__all__ = ["CXRCheckpointer", "UnsafeCheckpointError", "load_model_weights"]
 
 logger = logging.getLogger(__name__)
 
 
 class UnsafeCheckpointError(ValueError):
     """A checkpoint file would need pickle (or unsafe torch.load) to be read."""
-
-
-def _atomic_write(path: str, write) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder + rename)."""
-    _atomic_write(path, lambda f: f.write(data))
 
 
 class CXRCheckpointer(DetectionCheckpointer):
@@ -74,11 +55,11 @@ class CXRCheckpointer(DetectionCheckpointer):
         basename = f"{name}.pth"
         save_file = os.path.join(self.save_dir, basename)
         self.logger.info("Saving checkpoint to %s", save_file)
-        _atomic_write(save_file, lambda f: torch.save(data, f))
+        atomic_write(save_file, lambda f: torch.save(data, f))
         self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
-        atomic_write_bytes(
+        write_bytes_atomic(
             os.path.join(self.save_dir, "last_checkpoint"), last_filename_basename.encode()
         )
 

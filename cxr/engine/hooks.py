@@ -14,7 +14,7 @@ from detectron2.engine import HookBase, hooks
 from detectron2.utils import comm
 from detectron2.utils.visualizer import Visualizer
 
-from .checkpoint import atomic_write_bytes
+from ..fileio import write_bytes_atomic
 from .ema import ModelEMA, ema_swapped, unwrap
 
 __all__ = ["BestCheckpointer", "EMAEvalHook", "ValidationLossHook", "PredictionVisHook"]
@@ -58,7 +58,7 @@ class BestCheckpointer(hooks.BestCheckpointer):
         super()._best_checking()
         if (self.best_metric, self.best_iter) != before and os.path.isfile(self._thresholds_src):
             with open(self._thresholds_src, "rb") as f:
-                atomic_write_bytes(self._thresholds_dst, f.read())
+                write_bytes_atomic(self._thresholds_dst, f.read())
             logger.info("Operating points of the best model saved to %s", self._thresholds_dst)
 
 

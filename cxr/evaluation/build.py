@@ -7,23 +7,13 @@ from __future__ import annotations
 
 from detectron2.data import MetadataCatalog
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator
-from detectron2.utils.registry import Registry
+
+from ..registry import NamedRegistry
 
 __all__ = ["EVALUATOR_REGISTRY", "build_evaluator"]
 
 
-class _TypeRegistry(Registry):
-    """A Registry whose entries are registered under an explicit name (the evaluator_type)."""
-
-    def register_as(self, name: str):
-        def deco(fn):
-            self._do_register(name, fn)
-            return fn
-
-        return deco
-
-
-EVALUATOR_REGISTRY = _TypeRegistry("CXR_EVALUATOR")
+EVALUATOR_REGISTRY = NamedRegistry("CXR_EVALUATOR")
 EVALUATOR_REGISTRY.__doc__ = "Evaluators keyed by MetadataCatalog.get(name).evaluator_type."
 
 

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .fileio import write_json_atomic
+from ..fileio import write_json_atomic
 
 __all__ = ["THRESHOLDS_FORMAT", "load_thresholds", "save_thresholds", "select_thresholds"]
 

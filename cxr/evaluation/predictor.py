@@ -139,7 +139,7 @@ def predict_files(
     import cv2
 
     from ..data.io import ImageReadError, read_xray
-    from .fileio import write_bytes_atomic
+    from ..fileio import write_bytes_atomic
 
     inputs = list(inputs)
     check_predict_output(output_dir, inputs)

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import metrics as M
 from .medical import MedicalResult, flat_results, to_jsonable
-from .fileio import write_bytes_atomic, write_json_atomic, write_text_atomic
+from ..fileio import write_bytes_atomic, write_json_atomic, write_text_atomic
 from .operating_points import save_thresholds
 
 __all__ = [

@@ -25,7 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .fileio import write_json_atomic, write_text_atomic
+from ..fileio import write_json_atomic, write_text_atomic
 from .medical import MedicalResult, compute_medical_metrics, flat_results
 from .metrics import DetectionSet
 from .report import format_table, write_pr_curves_tensorboard, write_report
