@@ -33,6 +33,10 @@ def add_modeling_config(cfg) -> None:
     # Node fusion: "fast_normalized" (EfficientDet: relu(w_i) / (sum relu(w) + eps) weights) or
     # "sum" (plain sum; Lite presets). Empty: from the preset.
     cfg.MODEL.BIFPN.FUSION = ""
+    # Batches are zero-padded to a multiple of this. 128 (the p7 stride) makes every level an
+    # exact 2x of the next; any value works (all resampling is ceil(H / 2)), and a smaller one
+    # saves the padding compute where the input size is not a multiple of 128 (Lite0: 320).
+    cfg.MODEL.BIFPN.SIZE_DIVISIBILITY = 128
     # Activation in BiFPN and EfficientDet head: "silu" (swish) or "relu6". Empty: from preset.
     cfg.MODEL.BIFPN.ACTIVATION = ""
 

@@ -154,8 +154,8 @@ class EfficientNetBiFPN(Backbone):
     """timm EfficientNet trunk (strides 8/16/32) + BiFPN; outputs ``p3``..``p7``.
 
     Output ``p{k}`` has stride ``2**k`` and ``channels`` channels; an input of size HxW gives
-    ``p{k}`` of size ``ceil(H / 2**k) x ceil(W / 2**k)``. ``size_divisibility`` is 128 (p7), so
-    detectron2 pads batches to multiples of 128.
+    ``p{k}`` of size ``ceil(H / 2**k) x ceil(W / 2**k)``. ``size_divisibility`` (default 128, the
+    p7 stride) is what detectron2 pads batches to.
     """
 
     def __init__(
@@ -170,6 +170,7 @@ class EfficientNetBiFPN(Backbone):
         trunk_weights: str = "",
         drop_path_rate: float = 0.0,
         freeze_at: int = 0,
+        size_divisibility: int = 128,
     ):
         """
         Args:
@@ -182,10 +183,12 @@ class EfficientNetBiFPN(Backbone):
             trunk_weights: optional local file with trunk weights ("" = random init).
             drop_path_rate: stochastic depth rate in the trunk.
             freeze_at: 0 trains everything; n > 0 freezes the stem and the first n - 1 stages.
+            size_divisibility: batches are padded to a multiple of this (128 = p7 stride).
         """
         super().__init__()
         import timm
 
+        self._size_divisibility = size_divisibility
         self.trunk = timm.create_model(
             trunk_name, pretrained=False, features_only=True, out_indices=(2, 3, 4),
             drop_path_rate=drop_path_rate,
@@ -227,7 +230,7 @@ class EfficientNetBiFPN(Backbone):
 
     @property
     def size_divisibility(self) -> int:
-        return 128
+        return self._size_divisibility
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """
@@ -268,4 +271,5 @@ def build_efficientnet_bifpn_backbone(cfg, input_shape: ShapeSpec) -> EfficientN
         trunk_weights=cfg.MODEL.EFFICIENTNET.WEIGHTS,
         drop_path_rate=cfg.MODEL.EFFICIENTNET.DROP_PATH_RATE,
         freeze_at=cfg.MODEL.EFFICIENTNET.FREEZE_AT,
+        size_divisibility=cfg.MODEL.BIFPN.SIZE_DIVISIBILITY,
     )
