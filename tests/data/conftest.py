@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from dataformats import NIH_BBOX_HEADER, NIH_ENTRY_HEADER  # noqa: E402
+
+# Shared 2-core machine: OpenCV single-threaded in these tests. This also keeps forked workers
+# that call cv2.setNumThreads safe: a fork child changing the thread count after the parent
+# started OpenCV's pthreads pool deadlocks (seen with the phantom renderer's Pool).
+cv2.setNumThreads(1)
 
 
 @pytest.fixture
