@@ -138,3 +138,14 @@ def test_skip_bad_images(records, tmp_path):
     with pytest.raises(ImageReadError):  # never at test time
         AlbumentationsMapper(cfg, False)(bad)
     assert os.path.isfile(rec["file_name"])
+
+
+def test_skipped_image_is_replaced_by_detectron2_map_dataset(records, tmp_path):
+    from detectron2.data.common import MapDataset
+
+    rec, _ = records
+    bad = dict(copy.deepcopy(rec), file_name=str(tmp_path / "empty.png"), image_id="bad")
+    open(bad["file_name"], "wb").close()
+    mapper = AlbumentationsMapper(_cfg(**{"DATALOADER.SKIP_BAD_IMAGES": True}), True)
+    out = MapDataset([bad, rec], mapper)[0]
+    assert out["image_id"] == "a" and mapper.num_skipped == 1
