@@ -9,9 +9,14 @@ Supplies only what is missing, and nothing else:
   has a pure-Python/torchvision path. A real compiled ``_C`` is used untouched.
 * ``PIL.Image.LINEAR``: removed in Pillow 10, still referenced by detectron2's transforms;
   aliased to ``BILINEAR`` (the same filter under its old name).
+* ``MapDataset`` retries: when a mapper returns None (a skipped bad image), detectron2 v0.6
+  draws another index with ``random.sample`` from a ``set``, which Python >= 3.11 refuses
+  (``TypeError: Population must be a sequence``). The candidate set is made indexable so the
+  retry works as designed; nothing else about the dataset changes.
 """
 from __future__ import annotations
 
+import collections.abc
 import importlib
 import importlib.util
 import sys
@@ -90,11 +95,39 @@ def _patch_pillow() -> bool:
     return True
 
 
+class _SampleableSet(set):
+    """A set that ``random.sample`` accepts on Python >= 3.11 (it requires a Sequence)."""
+
+    def __getitem__(self, i: int) -> int:
+        return sorted(self)[i]
+
+
+collections.abc.Sequence.register(_SampleableSet)
+
+
+def _patch_map_dataset() -> bool:
+    from detectron2.data.common import MapDataset
+
+    if sys.version_info < (3, 11) or getattr(MapDataset, "_cxr_patched", False):
+        return False
+    original_init = MapDataset.__init__
+
+    def __init__(self, dataset, map_func):
+        original_init(self, dataset, map_func)
+        if type(self._fallback_candidates) is set:
+            self._fallback_candidates = _SampleableSet(self._fallback_candidates)
+
+    MapDataset.__init__ = __init__
+    MapDataset._cxr_patched = True
+    return True
+
+
 def install() -> None:
     """Apply every shim that is needed; idempotent."""
     global STANDIN_C
     STANDIN_C = _install_standin_c() or STANDIN_C
     _patch_pillow()
+    _patch_map_dataset()
 
 
 install()

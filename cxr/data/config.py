@@ -20,6 +20,5 @@ def add_data_config(cfg) -> None:
     # When True the training mapper returns None for a file that fails to decode (logged and
     # counted) and detectron2's loader retries another index; when False it raises
     # cxr.data.io.ImageReadError. Test-time mapping always raises (an evaluation must not skip).
-    # detectron2 v0.6's MapDataset retry calls random.sample on a set, a TypeError on Python
-    # >= 3.11, unless cxr.compat patches it (tests/data/test_mapper.py tracks this).
+    # (detectron2 v0.6's retry needs cxr.compat's MapDataset patch on Python >= 3.11.)
     cfg.DATALOADER.SKIP_BAD_IMAGES = False

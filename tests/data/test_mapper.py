@@ -140,12 +140,6 @@ def test_skip_bad_images(records, tmp_path):
     assert os.path.isfile(rec["file_name"])
 
 
-@pytest.mark.xfail(
-    raises=TypeError,
-    strict=True,
-    reason="detectron2 v0.6 MapDataset retries with random.sample(set): TypeError on Python "
-    ">= 3.11 until cxr.compat patches it; drop this mark then",
-)
 def test_skipped_image_is_replaced_by_detectron2_map_dataset(records, tmp_path):
     from detectron2.data.common import MapDataset
 
