@@ -9,19 +9,20 @@ from detectron2.structures import Boxes, Instances
 # Small inputs and light sampling so that every config trains a step in about a second on CPU.
 SMALL_OPTS = [
     "MODEL.DEVICE", "cpu",
-    "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "128",
-    "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "128",
+    "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "64",
+    "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "64",
     "SOLVER.IMS_PER_BATCH", "2",
     "MODEL.RPN.POST_NMS_TOPK_TRAIN", "64", "MODEL.RPN.POST_NMS_TOPK_TEST", "64",
     "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "32",
 ]  # fmt: skip
 
 
-def synthetic_batch(num_classes: int, size: int = 128, seed: int = 0) -> list[dict]:
+def synthetic_batch(num_classes: int, size: int = 64, seed: int = 0) -> list[dict]:
     """Two CHW float images: the first with two boxes (XYXY_ABS), the second without boxes."""
     g = torch.Generator().manual_seed(seed)
     batch = []
-    for boxes in ([[10.0, 12.0, 60.0, 70.0], [70.0, 30.0, 120.0, 90.0]], []):
+    two = (torch.tensor([[0.08, 0.1, 0.47, 0.55], [0.55, 0.23, 0.94, 0.7]]) * size).tolist()
+    for boxes in (two, []):
         image = torch.rand(3, size, size, generator=g) * 255
         inst = Instances((size, size))
         inst.gt_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4))

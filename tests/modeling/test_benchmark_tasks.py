@@ -8,7 +8,8 @@ from cxr.benchmark import BENCHMARK_REGISTRY
 from cxr.benchmark import tasks  # noqa: F401  (registers the tasks)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SMALL = ["INPUT.MAX_SIZE_TEST", "128", "INPUT.MAX_SIZE_TRAIN", "128", "SOLVER.IMS_PER_BATCH", "2"]
+SMALL = ["INPUT.MAX_SIZE_TEST", "128", "INPUT.MAX_SIZE_TRAIN", "128", "SOLVER.IMS_PER_BATCH", "2",
+         "MODEL.BIFPN.NUM_LAYERS", "1"]  # fmt: skip
 
 
 def _args():

@@ -53,7 +53,7 @@ def test_config_trains_a_step_and_infers(config):
     with torch.no_grad():
         out = model([{k: batch[1][k] for k in ("image", "height", "width")}])
     inst = out[0]["instances"]
-    assert inst.image_size == (128, 128)
+    assert inst.image_size == (64, 64)
     assert len(inst) <= cfg.TEST.DETECTIONS_PER_IMAGE
     if len(inst):
         assert 0 <= inst.scores.min() and inst.scores.max() <= 1
