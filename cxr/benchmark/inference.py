@@ -18,7 +18,13 @@ from detectron2.structures import Boxes, Instances
 
 from .timing import BENCHMARK_REGISTRY, peak_rss_mib, result_row, time_repeated
 
-__all__ = ["benchmark_model", "count_gflops", "num_classes_of", "peak_memory_mib", "synthetic_inputs"]
+__all__ = [
+    "benchmark_model",
+    "count_gflops",
+    "num_classes_of",
+    "peak_memory_mib",
+    "synthetic_inputs",
+]
 
 logger = logging.getLogger(__name__)
 

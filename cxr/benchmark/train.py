@@ -36,8 +36,14 @@ def train(args: argparse.Namespace) -> list[dict]:
     with EventStorage():
         stats = time_repeated(step, args.warmup, args.repeats, args.device)
     logger.info("train %s batch %d @%d: %s", args.config_file, batch, size, stats.summary())
-    extra = dict(config=args.config_file, input_size=size, batch=batch, device=args.device,
-                 peak_memory_mib=peak_memory_mib(args.device), threads=torch.get_num_threads())  # fmt: skip
+    extra = dict(
+        config=args.config_file,
+        input_size=size,
+        batch=batch,
+        device=args.device,
+        peak_memory_mib=peak_memory_mib(args.device),
+        threads=torch.get_num_threads(),
+    )
     return [
         result_row("train_step", stats.median * 1000, None, "ms/iter", "lower",
                    iqr_ms=stats.spread * 1000, **extra),

@@ -16,7 +16,8 @@ def build_activation(name: str) -> nn.Module:
     try:
         return ACTIVATIONS[name.lower()](inplace=True)
     except KeyError:
-        raise ValueError(f"unknown activation {name!r}; choose from {sorted(ACTIVATIONS)}") from None
+        choices = sorted(ACTIVATIONS)
+        raise ValueError(f"unknown activation {name!r}; choose from {choices}") from None
 
 
 class SeparableConv2d(nn.Sequential):

@@ -8,6 +8,7 @@ import torch
 
 from cxr.config import load_config
 from cxr.modeling import BIFPN_PRESETS, EfficientNetBiFPN, bifpn_settings
+from cxr.modeling.backbone.efficientnet_bifpn import _FusionNode
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_backbone, build_model
 
@@ -40,10 +41,12 @@ def test_lite_preset_uses_relu6_and_sum_fusion():
     assert (s["trunk"], s["activation"], s["fusion"]) == ("efficientnet_lite0", "relu6", "sum")
     backbone = build_backbone(cfg)
     assert any(isinstance(m, torch.nn.ReLU6) for m in backbone.bifpn.modules())
-    assert not any(n.endswith("weight") and p.dim() == 1 and p.numel() in (2, 3)
-                   for n, p in backbone.bifpn.named_parameters() if "node" in n and ".conv" not in n)
+    nodes = [m for m in backbone.bifpn.modules() if isinstance(m, _FusionNode)]
+    assert len(nodes) == 8 * BIFPN_PRESETS["lite0"].layers  # 4 top-down + 4 bottom-up per layer
+    assert all(node.weight is None for node in nodes)  # plain sum: no fusion weights
     # overrides win over the preset
-    cfg = load_config(None, EFFDET + ["MODEL.BIFPN.OUT_CHANNELS", "32", "MODEL.BIFPN.NUM_LAYERS", "1"])
+    overrides = ["MODEL.BIFPN.OUT_CHANNELS", "32", "MODEL.BIFPN.NUM_LAYERS", "1"]
+    cfg = load_config(None, EFFDET + overrides)
     assert build_backbone(cfg).output_shape()["p5"].channels == 32
 
 

@@ -25,10 +25,15 @@ def test_scalar_alpha_matches_torchvision():
     assert torch.allclose(ours, tv_focal(logits, targets, 0.25, 2.0, "sum"))
     per_class = sigmoid_focal_loss(logits, targets, torch.tensor([0.25] * 3), 2.0, "none")
     assert torch.allclose(per_class, tv_focal(logits, targets, 0.25, 2.0, "none"))
+    # per-class alpha: column c equals torchvision with the scalar alpha_c
+    alphas = [0.1, 0.5, 0.9]
+    per_class = sigmoid_focal_loss(logits, targets, torch.tensor(alphas), 2.0, "none")
+    for c, a in enumerate(alphas):
+        ref = tv_focal(logits[:, c], targets[:, c], a, 2.0, "none")
+        assert torch.allclose(per_class[:, c], ref)
     # a negative alpha disables weighting, as in torchvision
-    assert torch.allclose(
-        sigmoid_focal_loss(logits, targets, -1, 1.5, "mean"), tv_focal(logits, targets, -1, 1.5, "mean")
-    )
+    ours = sigmoid_focal_loss(logits, targets, -1, 1.5, "mean")
+    assert torch.allclose(ours, tv_focal(logits, targets, -1, 1.5, "mean"))
 
 
 def test_class_balanced_alpha_from_histogram():
@@ -46,8 +51,10 @@ def _register_histogram_dataset(name, counts):
     if name not in DatasetCatalog.list():
         annos = [{"bbox": [0, 0, 1, 1], "bbox_mode": 0, "category_id": c}
                  for c, n in enumerate(counts) for _ in range(n)]  # fmt: skip
-        recs = [{"file_name": "x.png", "image_id": 0, "height": 8, "width": 8, "annotations": annos},
-                {"file_name": "y.png", "image_id": 1, "height": 8, "width": 8, "annotations": []}]
+        recs = [
+            {"file_name": "x.png", "image_id": 0, "height": 8, "width": 8, "annotations": annos},
+            {"file_name": "y.png", "image_id": 1, "height": 8, "width": 8, "annotations": []},
+        ]
         DatasetCatalog.register(name, lambda: recs)
 
 
@@ -60,8 +67,9 @@ def test_auto_alpha_from_registered_training_set():
     assert resolve_focal_alpha([0.1, 0.2], 2, 0.3) == [0.1, 0.2]
     with pytest.raises(ValueError, match="2 values for 3 classes"):
         resolve_focal_alpha([0.1, 0.2], 3, 0.3)
-    model = build_model(_retina_cfg("CXRRetinaNet", ["MODEL.RETINANET.NUM_CLASSES", "2",
-        "MODEL.RETINANET.FOCAL_ALPHA", "auto", "DATASETS.TRAIN", "('cxr_test_alpha_hist',)"]))  # fmt: skip
+    opts = ["MODEL.RETINANET.NUM_CLASSES", "2", "MODEL.RETINANET.FOCAL_ALPHA", "auto",
+            "DATASETS.TRAIN", "('cxr_test_alpha_hist',)"]  # fmt: skip
+    model = build_model(_retina_cfg("CXRRetinaNet", opts))
     assert model.focal_alpha.tolist() == pytest.approx([0.125, 0.375])
 
 
@@ -87,8 +95,9 @@ def test_cxr_retinanet_equals_detectron2_with_uniform_alpha():
     for k in a:
         assert torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-7), k
 
-    # Per-class alpha: only classes with a different alpha change; check against a recompute.
-    ours2 = build_model(_retina_cfg("CXRRetinaNet", ["MODEL.RETINANET.FOCAL_ALPHA", "[0.25, 0.25, 0.9]"]))
+    # Per-class alpha: the box loss is untouched, the classification loss changes.
+    opts = ["MODEL.RETINANET.FOCAL_ALPHA", "[0.25, 0.25, 0.9]"]
+    ours2 = build_model(_retina_cfg("CXRRetinaNet", opts))
     ours2.load_state_dict(ref.state_dict())
     with EventStorage():
         c = ours2(batch)

@@ -116,7 +116,9 @@ class EfficientDetHead(nn.Module):
             x = self.act(norm[level](conv(x)))
         return x
 
-    def forward(self, features: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def forward(
+        self, features: list[torch.Tensor]
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """
         Args:
             features: per-level (N, C, Hi, Wi) maps, finest first.
