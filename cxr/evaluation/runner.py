@@ -78,11 +78,12 @@ def _load_json(path: str, what: str):
             return json.load(f)
     except FileNotFoundError:
         raise FileNotFoundError(f"{what} file not found: {path}") from None
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
 
 
-def _box(v, path: str, where: str) -> list[float]:
+def _box(v, path: str, where: str, positive: bool = False) -> list[float]:
+    """``[x, y, w, h]`` floats; ``w, h >= 0`` (``> 0`` when ``positive``, for GT boxes)."""
     if not isinstance(v, (list, tuple)) or len(v) != 4:
         raise ValueError(f"{path}: {where}: field bbox must be [x, y, w, h], got {v!r}")
     try:
@@ -91,7 +92,17 @@ def _box(v, path: str, where: str) -> list[float]:
         raise ValueError(f"{path}: {where}: field bbox has a non-number: {v!r}") from None
     if not all(math.isfinite(x) for x in b) or b[2] < 0 or b[3] < 0:
         raise ValueError(f"{path}: {where}: field bbox is not a valid box: {v!r}")
+    if positive and (b[2] == 0 or b[3] == 0):
+        raise ValueError(f"{path}: {where}: field bbox has zero width or height: {v!r}")
     return b
+
+
+def _hashable(v, path: str, where: str, field: str):
+    try:
+        hash(v)
+    except TypeError:
+        raise ValueError(f"{path}: {where}: field {field}={v!r} is not a valid id") from None
+    return v
 
 
 def load_coco_files(
@@ -118,14 +129,22 @@ def load_coco_files(
     try:
         img_ids = sorted({im["id"] for im in gt["images"]})
         cats = sorted(gt["categories"], key=lambda c: c["id"])
-    except (KeyError, TypeError) as e:
+        by_id = {im["id"]: im for im in gt["images"]}
+    except (KeyError, TypeError, IndexError) as e:
         raise ValueError(f"{gt_json}: images / categories need an 'id' field ({e})") from None
     im_index = {v: i for i, v in enumerate(img_ids)}
     cat_index = {c["id"]: k for k, c in enumerate(cats)}
     names = [str(c.get("name", c["id"])) for c in cats]
     gi, gc, gb, ga, gcr, gid = [], [], [], [], [], []
-    for j, a in enumerate(gt.get("annotations", [])):
+    annotations = gt.get("annotations", [])
+    if not isinstance(annotations, list):
+        raise ValueError(f"{gt_json}: field annotations must be a list")
+    for j, a in enumerate(annotations):
         where = f"annotations[{j}]"
+        if not isinstance(a, dict):
+            raise ValueError(f"{gt_json}: {where} is not an object")
+        _hashable(a.get("image_id"), gt_json, where, "image_id")
+        _hashable(a.get("category_id"), gt_json, where, "category_id")
         if a.get("image_id") not in im_index:
             raise ValueError(
                 f"{gt_json}: {where}: field image_id={a.get('image_id')!r} is not an image"
@@ -135,9 +154,12 @@ def load_coco_files(
                 f"{gt_json}: {where}: field category_id={a.get('category_id')!r} "
                 "is not a category"
             )
-        b = _box(a.get("bbox"), gt_json, where)
+        b = _box(a.get("bbox"), gt_json, where, positive=True)
         gi.append(im_index[a["image_id"]]), gc.append(cat_index[a["category_id"]]), gb.append(b)
-        ga.append(float(a["area"]) if "area" in a else b[2] * b[3])
+        area = a.get("area", b[2] * b[3])
+        if isinstance(area, bool) or not isinstance(area, (int, float)) or not area >= 0:
+            raise ValueError(f"{gt_json}: {where}: field area must be a number >= 0, got {area!r}")
+        ga.append(float(area))
         gcr.append(bool(a.get("iscrowd", 0))), gid.append(a.get("id", j + 1))
     res = _load_json(detections_json, "detections")
     if isinstance(res, dict) and isinstance(res.get("annotations"), list):
@@ -154,6 +176,8 @@ def load_coco_files(
         where = f"entry {j}"
         if not isinstance(d, dict):
             raise ValueError(f"{detections_json}: {where} is not an object")
+        _hashable(d.get("image_id"), detections_json, where, "image_id")
+        _hashable(d.get("category_id"), detections_json, where, "category_id")
         if d.get("image_id") not in im_index:
             raise ValueError(
                 f"{detections_json}: {where}: field image_id={d.get('image_id')!r} "
@@ -201,7 +225,6 @@ def load_coco_files(
         dt_boxes_xywh=dxywh,
         dt_scores=ds_,
     )
-    by_id = {im["id"]: im for im in gt["images"]}
     patients = [by_id[i].get("patient_id") for i in img_ids]
     if all(p is None for p in patients):
         patients = None

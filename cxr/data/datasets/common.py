@@ -7,9 +7,13 @@ an error points at the line a user opens in an editor.
 from __future__ import annotations
 
 import collections
+import csv
 import logging
 import math
 import os
+import re
+import warnings
+import zlib
 from typing import Iterable, Sequence
 
 import pandas as pd
@@ -23,6 +27,7 @@ __all__ = [
     "log_summary",
     "csv_line",
     "read_csv_checked",
+    "read_csv_rows",
     "PALETTE",
 ]
 
@@ -66,11 +71,15 @@ class RowChecker:
         self.repaired: collections.Counter = collections.Counter()
         self.skipped: collections.Counter = collections.Counter()
         self._seen: set = set()
+        self._failed_rows: set = set()
 
     def fail(self, row: int, field: str, reason: str) -> None:
         """Raise in strict mode; otherwise count the row as skipped."""
         if self.strict:
             raise AnnotationError(self.file, row, field, reason)
+        if row in self._failed_rows:
+            return  # a row with several bad fields is one skipped row
+        self._failed_rows.add(row)
         self.skipped[f"{field}: {reason.split(':')[0]}"] += 1
 
     def number(self, row: int, field: str, value) -> float | None:
@@ -177,13 +186,87 @@ class RowChecker:
         return sum(self.skipped.values())
 
 
+_PANDAS_LINE = re.compile(r"\bline (\d+)")
+_PANDAS_ROW = re.compile(r"\bat row (\d+)")
+
+
+def _first_long_row(path: str) -> int | None:
+    """1-based line of the first row with more fields than the header (plain CSV only)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = csv.reader(f)
+            n = len(next(rows))
+            for line, r in enumerate(rows, start=2):
+                if len(r) > n:
+                    return line
+    except (OSError, UnicodeDecodeError, StopIteration, csv.Error):
+        pass
+    return None
+
+
+def read_csv_rows(path: str, fields: Sequence[str] | None = None, **kwargs) -> pd.DataFrame:
+    """``pd.read_csv(path, dtype=str, keep_default_na=False, **kwargs)`` whose failures on a
+    malformed file (empty, not CSV, unbalanced quotes, truncated ``.gz``, not UTF-8, fewer
+    columns than ``usecols``) raise :class:`AnnotationError` instead of a pandas / codec error.
+
+    Args:
+        fields: names of the columns selected by position with ``usecols`` (for messages).
+
+    Raises:
+        AnnotationError: naming the file, the line when pandas reports one (else 1, the
+            header) and the field (the missing column, or ``"(CSV syntax)"``).
+        FileNotFoundError: the file does not exist.
+    """
+    try:
+        with warnings.catch_warnings():
+            # index_col=False + a row longer than the header: pandas would drop data silently.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return pd.read_csv(path, dtype=str, keep_default_na=False, **kwargs)
+    except pd.errors.ParserWarning:
+        row = _first_long_row(path)
+        raise AnnotationError(
+            path, row, "(CSV syntax)", "row has more fields than the header"
+        ) from None
+    except pd.errors.EmptyDataError:
+        raise AnnotationError(path, 1, "(header)", "file is empty: no header row") from None
+    except pd.errors.ParserError as e:
+        m = _PANDAS_LINE.search(str(e))
+        row = int(m.group(1)) if m else None
+        m = _PANDAS_ROW.search(str(e))  # "EOF inside string starting at row N" (0-based)
+        row = int(m.group(1)) + 1 if m and row is None else row
+        raise AnnotationError(path, row, "(CSV syntax)", f"malformed CSV: {e}") from None
+    except ValueError as e:  # pandas: "Usecols do not match columns"; codecs: UnicodeDecodeError
+        usecols = kwargs.get("usecols")
+        if "Usecols" in str(e) and usecols is not None:
+            found = len(pd.read_csv(path, nrows=0, dtype=str).columns)
+            names = list(fields) if fields else [str(c) for c in usecols]
+            missing = names[found] if found < len(names) else names[-1]
+            raise AnnotationError(
+                path, 1, missing, f"column missing from the header ({found} column(s) found, "
+                f"{len(names)} expected: {', '.join(names)})"
+            ) from None
+        row = _first_long_row(path)
+        if row is not None:  # pandas fails inside usecols on a row longer than the header
+            raise AnnotationError(
+                path, row, "(CSV syntax)", "row has more fields than the header"
+            ) from None
+        raise AnnotationError(path, None, "(file)", f"not a readable CSV: {e}") from None
+    except (EOFError, OSError, zlib.error) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise AnnotationError(
+            path, None, "(file)", f"not a readable CSV ({type(e).__name__}: {e})"
+        ) from None
+
+
 def read_csv_checked(path: str, required: Sequence[str]) -> pd.DataFrame:
     """Read a CSV as strings (empty cells stay ``""``), requiring the ``required`` columns.
 
     Raises:
-        AnnotationError: a required column is missing (row 1, the header).
+        AnnotationError: a required column is missing (row 1, the header) or the file is not a
+            readable CSV (see :func:`read_csv_rows`).
     """
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    df = read_csv_rows(path, index_col=False)
     for c in required:
         if c not in df:
             raise AnnotationError(path, 1, c, "column missing from the header")

@@ -14,11 +14,10 @@ import os
 from typing import Sequence
 
 import numpy as np
-import pandas as pd
 from detectron2.structures import BoxMode
 
 from ..io import read_xray_size
-from .common import RowChecker, csv_line, log_summary
+from .common import RowChecker, csv_line, log_summary, read_csv_rows
 
 __all__ = ["NIH_CLASSES", "NIH_IMAGE_SIZE", "load_nih", "nih_class_names"]
 
@@ -116,8 +115,8 @@ def load_nih(
     names = nih_class_names(classes)
     cat_of = {c: i for i, c in enumerate(names)}
     check = RowChecker(bbox_csv, strict=strict)
-    df = pd.read_csv(bbox_csv, header=0, usecols=range(6), dtype=str, keep_default_na=False)
     fields = ("Image Index", "Finding Label") + _BOX_FIELDS
+    df = read_csv_rows(bbox_csv, fields, header=0, usecols=range(6))
     records: dict[str, dict] = {}
     dropped_images: set = set()
     for i, row in enumerate(df.itertuples(index=False, name=None)):
@@ -173,7 +172,7 @@ def _negatives(
 ) -> list[dict]:
     """``No Finding`` images of the patients in ``positives`` (sizes filled in by the caller)."""
     check = RowChecker(data_entry_csv, strict=strict)
-    df = pd.read_csv(data_entry_csv, header=0, usecols=[0, 1], dtype=str, keep_default_na=False)
+    df = read_csv_rows(data_entry_csv, ("Image Index", "Finding Labels"), header=0, usecols=[0, 1])
     patients = {r["patient_id"] for r in positives.values()}
     out = []
     for i, (name, labels) in enumerate(df.itertuples(index=False, name=None)):
