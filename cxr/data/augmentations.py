@@ -78,7 +78,13 @@ def build_albumentations(preset: str, min_visibility: float = 0.3) -> A.Compose 
         ext = os.path.splitext(preset)[1].lower()
         if ext not in (".json", ".yaml", ".yml"):
             raise ValueError(f"INPUT.ALBUMENTATIONS.PRESET: {preset}: expected .json/.yaml/.yml")
-        transforms = [A.load(preset, data_format="json" if ext == ".json" else "yaml")]
+        try:  # albumentations reads with json / yaml.safe_load: a !!python tag never runs
+            transforms = [A.load(preset, data_format="json" if ext == ".json" else "yaml")]
+        except Exception as e:  # yaml, json and albumentations' registry raise many types
+            raise ValueError(
+                f"INPUT.ALBUMENTATIONS.PRESET: {preset}: not a valid albumentations pipeline "
+                f"({type(e).__name__}: {e})"
+            ) from None
     else:
         raise ValueError(
             f"INPUT.ALBUMENTATIONS.PRESET: {preset!r} is neither a preset "

@@ -260,6 +260,18 @@ def write_plots(res: MedicalResult, class_names: Sequence[str], out: str) -> lis
     return paths
 
 
+_REPORT_FILES = ("metrics.json", "per_class.csv", "thresholds.json", "predictions.json")
+
+
+def _remove_stale_temporaries(output_dir: str) -> None:
+    """Delete the partial temp files (``.<name>.*.tmp``, see :mod:`cxr.fileio`) that a killed
+    report write left beside the report files; the complete files are never touched."""
+    for f in os.listdir(output_dir):
+        if f.endswith(".tmp") and any(f.startswith(f".{n}.") for n in _REPORT_FILES):
+            os.unlink(os.path.join(output_dir, f))
+            logger.info("Removed %s, left by an interrupted report write", f)
+
+
 def write_report(
     res: MedicalResult,
     class_names: Sequence[str],
@@ -278,6 +290,7 @@ def write_report(
         the written paths.
     """
     os.makedirs(output_dir, exist_ok=True)
+    _remove_stale_temporaries(output_dir)
     paths = []
     p = os.path.join(output_dir, "metrics.json")
     write_json_atomic(p, to_jsonable(res.metrics))
