@@ -351,7 +351,6 @@ def _atomic_write_text(path: str, text: str) -> None:
 def _render_job(job: tuple) -> None:
     """Worker: render and atomically write one image (``(path, index, seed, size, boxes)``)."""
     path, index, seed, size, boxes = job
-    cv2.setNumThreads(1)
     rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
     img = render_phantom(boxes, size, rng)
     ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 3])
@@ -485,8 +484,11 @@ def generate_phantom_dataset(
     if old is not None:  # stale previous render: drop the manifest first, extra images after
         os.remove(manifest_path)
     if workers > 1:
-        with get_context("fork").Pool(workers) as pool:
-            for _ in pool.imap_unordered(_render_job, jobs, chunksize=8):
+        # Fresh (spawned) workers: a forked child that touches OpenCV's thread pool after the
+        # parent started it can deadlock.
+        ctx = get_context("spawn")
+        with ctx.Pool(workers, initializer=cv2.setNumThreads, initargs=(1,)) as pool:
+            for _ in pool.imap_unordered(_render_job, jobs, chunksize=16):
                 pass
     else:
         for job in jobs:

@@ -58,7 +58,9 @@ def small_nih(tmp_path_factory) -> tuple[str, str, pd.DataFrame]:
 def rendered(small_nih, tmp_path_factory) -> tuple[str, dict]:
     bbox, entry, _ = small_nih
     out = str(tmp_path_factory.mktemp("phantom_a"))
-    return out, generate_phantom_dataset(out, bbox, entry, size=SIZE, seed=3, num_negatives=NEG)
+    # Two spawned workers here; the other renders run in-process and must match byte for byte.
+    m = generate_phantom_dataset(out, bbox, entry, size=SIZE, seed=3, num_negatives=NEG, workers=2)
+    return out, m
 
 
 def _digest(folder: str) -> dict[str, str]:
@@ -156,7 +158,9 @@ def test_rerun_is_cached_and_args_invalidate(small_nih, rendered, tmp_path):
     assert again["skipped"] is True
     other = str(tmp_path / "o")
     generate_phantom_dataset(other, bbox, entry, size=SIZE, seed=3, num_negatives=NEG, workers=1)
-    fewer = generate_phantom_dataset(other, bbox, entry, size=SIZE, seed=3, num_negatives=1)
+    fewer = generate_phantom_dataset(
+        other, bbox, entry, size=SIZE, seed=3, num_negatives=1, workers=1
+    )
     assert fewer["skipped"] is False
     assert len(os.listdir(os.path.join(other, "images"))) == fewer["num_images"]
 
