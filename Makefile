@@ -44,5 +44,17 @@ demo: setup
 	@echo "Evaluation files: $(DEMO_OUT)/eval (metrics.json, per_class.csv, plots)"
 	@echo "TensorBoard:      $(VENV)/bin/tensorboard --logdir $(DEMO_OUT)"
 
+# Benchmarks against the peers (effdet's EfficientDet, detectron2's DatasetMapper, pycocotools),
+# each comparison in its own process; CPU unless DEVICE=cuda. Writes output/bench/results.json,
+# results.md (README table + machine) and details.json (every run). BENCH_ARGS: e.g. --repeats 3
+DEVICE ?= cpu
+BENCH_OUT := output/bench
+BENCH_ARGS ?=
+
+bench: setup
+	$(PIP) install --disable-pip-version-check -q -r requirements-bench.txt
+	$(PY) tools/benchmark.py --task all --device $(DEVICE) --output $(BENCH_OUT)/results.json $(BENCH_ARGS)
+	@echo "Results: $(BENCH_OUT)/results.json and $(BENCH_OUT)/results.md"
+
 clean-venv:
 	rm -rf $(VENV)

@@ -57,11 +57,16 @@ class _Mapped:
         return self.mapper(self.dicts[i])
 
 
+def _as_list(batch):
+    """DataLoader collate that keeps the mapped dicts (module level: picklable under spawn)."""
+    return batch
+
+
 def _images_per_s(dicts, mapper, warmup: int, repeats: int, workers: int = 2) -> float:
     import torch
 
     loader = torch.utils.data.DataLoader(
-        _Mapped(dicts, mapper), batch_size=4, num_workers=workers, collate_fn=lambda b: b,
+        _Mapped(dicts, mapper), batch_size=4, num_workers=workers, collate_fn=_as_list,
         persistent_workers=workers > 0,
     )  # fmt: skip
 

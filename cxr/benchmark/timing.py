@@ -11,7 +11,14 @@ from typing import Callable
 import torch
 from detectron2.utils.registry import Registry
 
-__all__ = ["BENCHMARK_REGISTRY", "TimingStats", "peak_rss_mib", "result_row", "time_repeated"]
+__all__ = [
+    "BENCHMARK_REGISTRY",
+    "TimingStats",
+    "peak_rss_mib",
+    "result_row",
+    "time_alternating",
+    "time_repeated",
+]
 
 BENCHMARK_REGISTRY = Registry("CXR_BENCHMARK")
 BENCHMARK_REGISTRY.__doc__ = "Benchmark tasks by --task name: fn(args) -> list of result rows."
@@ -61,6 +68,31 @@ def time_repeated(
         _sync(device)
         times.append(time.perf_counter() - t0)
     return TimingStats(times)
+
+
+def time_alternating(
+    fns: dict[str, Callable[[], object]], warmup: int, repeats: int, device: str | None = None
+) -> dict[str, TimingStats]:
+    """Time several callables in turn (A, B, A, B, ...) so that machine load hits each alike.
+
+    Each callable runs ``warmup`` times untimed (interleaved), then ``repeats`` timed rounds in
+    which every callable runs once, in the order of ``fns``.
+
+    Returns:
+        name -> TimingStats (seconds per call).
+    """
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    _sync(device)
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - t0)
+    return {k: TimingStats(v) for k, v in times.items()}
 
 
 def peak_rss_mib() -> float:

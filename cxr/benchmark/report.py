@@ -1,0 +1,220 @@
+"""The peer-comparison results: ``results.json`` schema, goals, machine description, Markdown.
+
+``results.json`` is a list with one object per comparison, exactly the keys
+:data:`RESULT_KEYS`: ``name``, ``ours``, ``peer``, ``unit``, ``ratio`` (= ours / peer) and
+``better`` ("lower" for times, "higher" for throughput). Everything else a task measured (all
+runs, thread count, sizes, ...) goes to ``details.json`` beside it; ``results.md`` is the
+README table plus the machine description.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import math
+import os
+import platform
+
+from ..fileio import write_json_atomic, write_text_atomic
+
+__all__ = [
+    "COMPARISONS",
+    "Comparison",
+    "RESULT_KEYS",
+    "goal_met",
+    "machine_description",
+    "results_markdown",
+    "summary_row",
+    "validate_results",
+    "write_results",
+]
+
+RESULT_KEYS = ("name", "ours", "peer", "unit", "ratio", "better")
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """One row of the suite: the task computing it and the goal on its ratio (ours / peer).
+
+    Attributes:
+        name: row name in results.json.
+        task: ``--task`` name that produces the row.
+        goal: ratio bound ("lower": ratio <= goal; "higher": ratio >= goal); None = no goal.
+        max_repeats: cap on timed repetitions within ``make bench`` (slow peers get few).
+    """
+
+    name: str
+    task: str
+    goal: float | None
+    max_repeats: int
+
+
+COMPARISONS = (
+    Comparison("inference_d0_vs_effdet_d0", "inference_d0_vs_effdet_d0", 0.8, 10),
+    Comparison("inference_lite0_vs_effdet_lite0", "inference_lite0_vs_effdet_lite0", None, 10),
+    Comparison("train_step_d0_vs_effdet_d0", "train_step_d0_vs_effdet_d0", 1.0, 5),
+    Comparison("mapper_vs_detectron2", "data", 1.0, 3),
+    Comparison("eval_vs_pycocotools", "eval", 2.0, 1),
+)
+_BY_NAME = {c.name: c for c in COMPARISONS}
+
+
+def summary_row(row: dict) -> dict:
+    """The :data:`RESULT_KEYS` of a task's row (its extra fields belong in details.json)."""
+    return {k: row[k] for k in RESULT_KEYS}
+
+
+def validate_results(rows: list[dict]) -> None:
+    """Raise ValueError naming the row and field when ``rows`` break the results.json schema.
+
+    Each row must have exactly :data:`RESULT_KEYS`; ``ours`` / ``peer`` positive finite numbers;
+    ``ratio`` == ours / peer (relative 1e-9); ``better`` "lower" or "higher"; names unique.
+    """
+    seen = set()
+    for i, row in enumerate(rows):
+        where = f"results row {i} ({row.get('name', '?')!r})"
+        if set(row) != set(RESULT_KEYS):
+            raise ValueError(f"{where}: keys {sorted(row)}, expected {sorted(RESULT_KEYS)}")
+        if not isinstance(row["name"], str) or row["name"] in seen:
+            raise ValueError(f"{where}: field 'name' must be a unique string")
+        seen.add(row["name"])
+        for k in ("ours", "peer"):
+            v = row[k]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"{where}: field {k!r} must be a finite number, got {v!r}")
+            if v <= 0:
+                raise ValueError(f"{where}: field {k!r} must be positive, got {v!r}")
+        if row["better"] not in ("lower", "higher"):
+            raise ValueError(f"{where}: field 'better' must be 'lower' or 'higher'")
+        if not isinstance(row["unit"], str) or not row["unit"]:
+            raise ValueError(f"{where}: field 'unit' must be a non-empty string")
+        expected = row["ours"] / row["peer"]
+        if not isinstance(row["ratio"], (int, float)) or not math.isclose(
+            row["ratio"], expected, rel_tol=1e-9
+        ):
+            raise ValueError(f"{where}: field 'ratio' is {row['ratio']!r}, ours/peer = {expected}")
+
+
+def goal_met(row: dict, goal: float | None = None) -> bool | None:
+    """Whether ``row['ratio']`` meets ``goal`` (default: its :data:`COMPARISONS` goal).
+
+    Returns:
+        None without a goal; else ratio <= goal for better="lower", ratio >= goal for "higher".
+    """
+    if goal is None:
+        c = _BY_NAME.get(row["name"])
+        goal = c.goal if c else None
+    if goal is None:
+        return None
+    return row["ratio"] <= goal if row["better"] == "lower" else row["ratio"] >= goal
+
+
+def _version(module: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(module)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_description(device: str = "cpu") -> dict:
+    """CPU model, cores, torch threads, load average, accelerator and package versions."""
+    import torch
+
+    desc = {
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
+        "device": device,
+        "accelerator": (
+            torch.cuda.get_device_name(0)
+            if device.startswith("cuda") and torch.cuda.is_available()
+            else "none"
+        ),
+        "python": platform.python_version(),
+    }
+    for pkg in ("torch", "torchvision", "detectron2", "timm", "effdet", "pycocotools",
+                "numpy", "opencv-python-headless", "albumentations"):  # fmt: skip
+        desc[pkg] = _version(pkg)
+    return desc
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
+
+
+def results_markdown(rows: list[dict], machine: dict) -> str:
+    """A Markdown table of ``rows`` (results.json rows) with goals, and the machine below it."""
+    lines = [
+        "| comparison | ours | peer | unit | ratio ours/peer | better | goal | met |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        c = _BY_NAME.get(r["name"])
+        goal = "—" if c is None or c.goal is None else (
+            f"<= {c.goal}" if r["better"] == "lower" else f">= {c.goal}")  # fmt: skip
+        met = {None: "—", True: "yes", False: "**no**"}[goal_met(r)]
+        lines.append(
+            f"| `{r['name']}` | {_fmt(r['ours'])} | {_fmt(r['peer'])} | {r['unit']} | "
+            f"{r['ratio']:.2f} | {r['better']} | {goal} | {met} |"
+        )
+    m = machine
+    versions = ", ".join(
+        f"{k} {m[k]}" for k in ("python", "torch", "torchvision", "detectron2", "timm", "effdet",
+                                "pycocotools", "numpy", "opencv-python-headless") if k in m
+    )  # fmt: skip
+    lines += [
+        "",
+        f"Machine: {m.get('cpu')}, {m.get('cores')} cores, torch threads {m.get('torch_threads')}, "
+        f"device {m.get('device')} (accelerator: {m.get('accelerator')}), load average (1/5/15 "
+        f"min) {m.get('load_average_1_5_15')} at start and {m.get('load_average_end')} at end; "
+        f"{m.get('date_utc')} UTC.",
+        "",
+        f"Versions: {versions}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _json_safe(obj):
+    """``obj`` with NaN / inf floats as None (strict JSON)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def write_results(folder: str, rows: list[dict], machine: dict, details: list[dict]) -> dict:
+    """Write ``results.json`` (validated), ``results.md`` and ``details.json`` atomically.
+
+    Args:
+        rows: full task rows; results.json keeps their :data:`RESULT_KEYS`.
+        details: anything else to keep (all task fields, errors), with the machine.
+
+    Returns:
+        {"json": path, "md": path, "details": path}.
+    """
+    summary = [summary_row(r) for r in rows]
+    validate_results(summary)
+    names = {"json": "results.json", "md": "results.md", "details": "details.json"}
+    paths = {k: os.path.join(folder, f) for k, f in names.items()}
+    write_json_atomic(paths["json"], summary)
+    write_text_atomic(paths["md"], results_markdown(summary, machine))
+    write_json_atomic(paths["details"], _json_safe({"machine": machine, "rows": details}))
+    return paths
