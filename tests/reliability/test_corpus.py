@@ -35,7 +35,7 @@ def test_corpus_case(case: Case, tmp_path, caplog):
     # The file the reader is pointed at (same relative path under "in" and "lenient").
     hint = case.write(str(tmp_path / "probe")).replace(str(tmp_path / "probe"), "")
     if case.expect == "ok":
-        with caplog.at_level(logging.WARNING):
+        with caplog.at_level(logging.WARNING, logger="cxr"):
             out = run_case(case, str(tmp_path / "in"))
         if case.check:
             assert case.check(out) is not False

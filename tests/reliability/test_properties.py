@@ -24,7 +24,17 @@ from .corpus import IMG_H, IMG_W, NIH_BBOX_HEADER, _nih_images
 
 SETTINGS = settings(max_examples=50, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
-logging.getLogger("cxr").setLevel(logging.ERROR)  # thousands of generated rows: keep logs quiet
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _quiet_cxr_logs():
+    """Thousands of generated rows: keep the loaders' warnings out of the output."""
+    log = logging.getLogger("cxr")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    yield
+    log.setLevel(level)
+
 
 coord = st.floats(0, 1, allow_nan=False).map(lambda v: round(v, 2))
 
