@@ -104,3 +104,19 @@ def load_model_weights(model, path: str, *, use_ema: bool = True, allow_pickle: 
         checkpoint["model"] = ema["weights"]
     checkpointer._load_model(checkpoint)
     return {k: v for k, v in checkpoint.items() if k != "model"}
+
+
+def export_model_weights(src: str, dst: str, *, use_ema: bool = True, half: bool = False) -> dict:
+    """Write the model weights of training checkpoint ``src`` alone to ``dst`` (atomically).
+
+    Optimizer, scheduler, sampler and trainer state are dropped; the EMA weights replace the live
+    ones when present and ``use_ema``. ``half`` stores floating-point tensors as float16 (they
+    load back into float32 models). Returns the small metadata dict stored beside the weights.
+    """
+    ckpt = CXRCheckpointer(None)._load_file(src)
+    weights = ckpt["ema"]["weights"] if use_ema and "ema" in ckpt else ckpt["model"]
+    if half:
+        weights = {k: v.half() if v.dtype == torch.float32 else v for k, v in weights.items()}
+    meta = {"source": os.path.basename(src), "iteration": ckpt.get("iteration"), "ema": use_ema and "ema" in ckpt}
+    atomic_write(dst, lambda f: torch.save({"model": weights, "meta": meta}, f))
+    return meta

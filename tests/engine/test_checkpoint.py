@@ -121,3 +121,20 @@ def test_sigkill_then_resume_reaches_final_iteration(tmp_path):
     assert final["iteration"] == max_iter - 1 > killed_at
     log = (out / "log.txt").read_text()
     assert f"Starting training from iteration {killed_at + 1}" in log
+
+
+def test_export_model_weights_keeps_only_weights(tmp_path):
+    from cxr.engine.checkpoint import export_model_weights
+
+    model = _model()
+    ema = {k: v + 2 if v.dtype.is_floating_point else v for k, v in model.state_dict().items()}
+    src = tmp_path / "model_final.pth"
+    torch.save({"model": model.state_dict(), "ema": {"weights": ema, "updates": 1, "decay": 0.9},
+                "optimizer": {"state": {}}, "iteration": 9}, str(src))  # fmt: skip
+    meta = export_model_weights(str(src), str(tmp_path / "w.pth"), half=True)
+    out = torch.load(tmp_path / "w.pth", weights_only=True)
+    assert set(out) == {"model", "meta"} and meta["iteration"] == 9 and meta["ema"]
+    assert out["model"]["0.weight"].dtype == torch.float16
+    fresh = _model()
+    load_model_weights(fresh, str(tmp_path / "w.pth"))
+    torch.testing.assert_close(fresh[0].weight, (ema["0.weight"]).half().float())
