@@ -37,6 +37,9 @@ def add_modeling_config(cfg) -> None:
     # exact 2x of the next; any value works (all resampling is ceil(H / 2)), and a smaller one
     # saves the padding compute where the input size is not a multiple of 128 (Lite0: 320).
     cfg.MODEL.BIFPN.SIZE_DIVISIBILITY = 128
+    # Run the trunk, BiFPN and (through its inputs) the head in channels-last (NHWC) memory
+    # format: same results, several times faster depthwise convolutions on CPU (oneDNN).
+    cfg.MODEL.BIFPN.CHANNELS_LAST = True
     # Activation in BiFPN and EfficientDet head: "silu" (swish) or "relu6". Empty: from preset.
     cfg.MODEL.BIFPN.ACTIVATION = ""
 

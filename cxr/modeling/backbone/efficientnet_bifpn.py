@@ -8,7 +8,9 @@ p7 = maxpool(p6); then ``NUM_LAYERS`` BiFPN layers (Tan et al., EfficientDet, 20
 Speed-minded choices: symmetric PyTorch padding everywhere (no TF "same" padding ops); resampling
 by nearest 2x upsampling and 3x3/2 max pooling (both give ceil(H/2) sizes, matching the trunk);
 fusion weights are normalized once per node (a 2-3 element tensor) and applied as a weighted sum;
-every separable conv is bias-free and directly followed by its BN, so BN folds at eval time.
+every separable conv is bias-free and directly followed by its BN, so BN folds at eval time
+(:meth:`EfficientNetBiFPN.fuse_for_inference`); activations run in channels-last memory format
+(``MODEL.BIFPN.CHANNELS_LAST``), where CPU depthwise convolutions are several times faster.
 """
 from __future__ import annotations
 
@@ -18,10 +20,12 @@ import logging
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 
+from ..fuse import fold_bn, fold_separable_conv, fold_timm_efficientnet
 from ..layers import SeparableConv2d, build_activation
 
 __all__ = [
@@ -171,6 +175,7 @@ class EfficientNetBiFPN(Backbone):
         drop_path_rate: float = 0.0,
         freeze_at: int = 0,
         size_divisibility: int = 128,
+        channels_last: bool = True,
     ):
         """
         Args:
@@ -184,6 +189,8 @@ class EfficientNetBiFPN(Backbone):
             drop_path_rate: stochastic depth rate in the trunk.
             freeze_at: 0 trains everything; n > 0 freezes the stem and the first n - 1 stages.
             size_divisibility: batches are padded to a multiple of this (128 = p7 stride).
+            channels_last: run on channels-last (NHWC) tensors and weights; outputs are
+                channels-last too (same values and shapes).
         """
         super().__init__()
         import timm
@@ -207,6 +214,9 @@ class EfficientNetBiFPN(Backbone):
         self._out_features = [f"p{k}" for k in range(3, 8)]
         self._out_feature_strides = {f"p{k}": 2**k for k in range(3, 8)}
         self._out_feature_channels = {f"p{k}": channels for k in range(3, 8)}
+        self._channels_last = channels_last
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
 
     def _load_trunk_weights(self, path: str) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -228,6 +238,25 @@ class EfficientNetBiFPN(Backbone):
             for p in m.parameters():
                 p.requires_grad_(False)
 
+    def fuse_for_inference(self) -> "EfficientNetBiFPN":
+        """Fold every BatchNorm (trunk, laterals, BiFPN) into its conv; eval mode only.
+
+        One-way: the module is then for inference only (its state dict loses the BN entries).
+        Outputs equal the unfused eval outputs up to float rounding.
+        """
+        if self.training:
+            raise RuntimeError("call .eval() before fuse_for_inference()")
+        fold_timm_efficientnet(self.trunk)
+        for i, lateral in enumerate(self.laterals):
+            if isinstance(lateral.norm, _BatchNorm):
+                self.laterals[i] = fold_bn(lateral, lateral.norm)
+        for m in self.bifpn.modules():
+            if isinstance(m, SeparableConv2d):
+                fold_separable_conv(m)
+        if self._channels_last:
+            self.to(memory_format=torch.channels_last)
+        return self
+
     @property
     def size_divisibility(self) -> int:
         return self._size_divisibility
@@ -240,6 +269,8 @@ class EfficientNetBiFPN(Backbone):
         Returns:
             dict p3..p7 -> (N, channels, ceil(H / stride), ceil(W / stride)).
         """
+        if self._channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         c3, c4, c5 = self.trunk(x)
         feats = [lat(c) for lat, c in zip(self.laterals, (c3, c4, c5, c5))]
         feats[3] = _down(feats[3])
@@ -274,4 +305,5 @@ def build_efficientnet_bifpn_backbone(cfg, input_shape: ShapeSpec) -> EfficientN
         drop_path_rate=cfg.MODEL.EFFICIENTNET.DROP_PATH_RATE,
         freeze_at=cfg.MODEL.EFFICIENTNET.FREEZE_AT,
         size_divisibility=cfg.MODEL.BIFPN.SIZE_DIVISIBILITY,
+        channels_last=cfg.MODEL.BIFPN.CHANNELS_LAST,
     )

@@ -18,6 +18,7 @@ from detectron2.utils.events import get_event_storage
 from detectron2.utils.registry import Registry
 
 from ..backbone.efficientnet_bifpn import bifpn_settings
+from ..fuse import fold_bn
 from ..layers import SeparableConv2d, build_activation
 from ..losses import resolve_focal_alpha, sigmoid_focal_loss
 
@@ -111,7 +112,31 @@ class EfficientDetHead(nn.Module):
             "prior_prob": cfg.MODEL.RETINANET.PRIOR_PROB,
         }
 
-    def _tower(self, x: torch.Tensor, level: int, convs, norms) -> torch.Tensor:
+    def fuse_for_inference(self) -> "EfficientDetHead":
+        """Fold each level's BN into a per-level copy of the shared pointwise conv (eval only).
+
+        The depthwise convs stay shared; each level gets ``pointwise * bn_scale`` weights and a
+        bias, so a tower step is depthwise -> pointwise -> act with no BN pass. One-way.
+        """
+        if self.training:
+            raise RuntimeError("call .eval() before fuse_for_inference()")
+
+        def fold(convs, norms):
+            return nn.ModuleList(
+                nn.ModuleList(fold_bn(conv[1], norm[lvl]) for conv, norm in zip(convs, norms))
+                for lvl in range(self.num_levels)
+            )
+
+        self.cls_folded = fold(self.cls_convs, self.cls_norms)
+        self.box_folded = fold(self.box_convs, self.box_norms)
+        del self.cls_norms, self.box_norms
+        return self
+
+    def _tower(self, x: torch.Tensor, level: int, convs, norms, folded) -> torch.Tensor:
+        if folded is not None:  # fuse_for_inference(): depthwise, folded pointwise + BN, act
+            for conv, pointwise in zip(convs, folded[level]):
+                x = self.act(pointwise(conv[0](x)))
+            return x
         for conv, norm in zip(convs, norms):
             x = self.act(norm[level](conv(x)))
         return x
@@ -129,9 +154,14 @@ class EfficientDetHead(nn.Module):
         if len(features) != self.num_levels:
             raise ValueError(f"expected {self.num_levels} levels, got {len(features)}")
         logits, deltas = [], []
+        cls_norms, box_norms = getattr(self, "cls_norms", None), getattr(self, "box_norms", None)
+        cls_folded = getattr(self, "cls_folded", None)
+        box_folded = getattr(self, "box_folded", None)
         for lvl, x in enumerate(features):
-            logits.append(self.cls_score(self._tower(x, lvl, self.cls_convs, self.cls_norms)))
-            deltas.append(self.bbox_pred(self._tower(x, lvl, self.box_convs, self.box_norms)))
+            cls = self._tower(x, lvl, self.cls_convs, cls_norms, cls_folded)
+            box = self._tower(x, lvl, self.box_convs, box_norms, box_folded)
+            logits.append(self.cls_score(cls))
+            deltas.append(self.bbox_pred(box))
         return logits, deltas
 
 
@@ -173,6 +203,29 @@ class CXRRetinaNet(RetinaNet):
             power=cfg.MODEL.RETINANET.FOCAL_ALPHA_AUTO_POWER,
         )
         return ret
+
+    def fuse_for_inference(self) -> "CXRRetinaNet":
+        """Fold BatchNorm into the convs of the backbone and head that support it (eval only).
+
+        Same detections up to float rounding, less work per image (see README "Benchmarks").
+        One-way: the model cannot be put back into training mode, and its state dict no longer
+        matches checkpoints; load weights first, then fuse.
+
+        Returns:
+            self.
+        """
+        if self.training:
+            raise RuntimeError("call model.eval() before fuse_for_inference()")
+        for module in (self.backbone, self.head):
+            if hasattr(module, "fuse_for_inference"):
+                module.fuse_for_inference()
+        self._fused_for_inference = True
+        return self
+
+    def train(self, mode: bool = True) -> "CXRRetinaNet":
+        if mode and getattr(self, "_fused_for_inference", False):
+            raise RuntimeError("model was fused for inference (BN folded): rebuild it to train")
+        return super().train(mode)
 
     def losses(self, anchors, pred_logits, gt_labels, pred_anchor_deltas, gt_boxes):
         """As :meth:`RetinaNet.losses` (normalizer = EMA of positive anchors), with alpha per class.
