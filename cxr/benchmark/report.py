@@ -40,18 +40,20 @@ class Comparison:
         task: ``--task`` name that produces the row.
         goal: ratio bound ("lower": ratio <= goal; "higher": ratio >= goal); None = no goal.
         max_repeats: cap on timed repetitions within ``make bench`` (slow peers get few).
+        max_warmup: cap on untimed warm-up rounds within ``make bench``.
     """
 
     name: str
     task: str
     goal: float | None
     max_repeats: int
+    max_warmup: int = 2
 
 
 COMPARISONS = (
     Comparison("inference_d0_vs_effdet_d0", "inference_d0_vs_effdet_d0", 0.8, 10),
     Comparison("inference_lite0_vs_effdet_lite0", "inference_lite0_vs_effdet_lite0", None, 10),
-    Comparison("train_step_d0_vs_effdet_d0", "train_step_d0_vs_effdet_d0", 1.0, 5),
+    Comparison("train_step_d0_vs_effdet_d0", "train_step_d0_vs_effdet_d0", 1.0, 5, 1),
     Comparison("mapper_vs_detectron2", "data", 1.0, 3),
     Comparison("eval_vs_pycocotools", "eval", 2.0, 1),
 )

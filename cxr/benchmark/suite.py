@@ -1,7 +1,8 @@
 """Task ``all`` (``make bench``): every peer comparison, each in a fresh process, then the files.
 
 Each comparison of :data:`cxr.benchmark.report.COMPARISONS` runs in its own spawned process (no
-state, caches or thread pools shared between them) with ``--repeats`` capped per comparison;
+state, caches or thread pools shared between them) with ``--repeats`` / ``--warmup`` capped per
+comparison;
 the rows go to ``results.json`` / ``results.md`` / ``details.json`` in the folder of
 ``--output`` (default ``output/bench``). A comparison that fails is logged and recorded in
 details.json; the others are still written, then the task raises.
@@ -78,6 +79,7 @@ def run_suite(
         sub = argparse.Namespace(**vars(args))
         sub.config_file, sub.opts, sub.output, sub.task = "", [], "", c.task
         sub.repeats = max(1, min(int(args.repeats), c.max_repeats))
+        sub.warmup = max(0, min(int(args.warmup), c.max_warmup))
         logger.info("== %s (task %s, %d repeats) ==", c.name, c.task, sub.repeats)
         try:
             row = next(r for r in run_in_process(c.task, sub) if r["name"] == c.name)

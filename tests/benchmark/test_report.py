@@ -111,9 +111,9 @@ def test_time_alternating_interleaves_calls():
     assert len(stats["a"].times) == 2 and all(t >= 0 for t in stats["b"].times)
 
 
-def _suite_args():
-    return argparse.Namespace(config_file="", opts=["X", "1"], device="cpu", warmup=0, repeats=9,
-                              output="", task="all")  # fmt: skip
+def _suite_args(warmup=0):
+    return argparse.Namespace(config_file="", opts=["X", "1"], device="cpu", warmup=warmup,
+                              repeats=9, output="", task="all")  # fmt: skip
 
 
 def test_suite_runs_a_real_comparison_in_its_own_process(tmp_path, monkeypatch):
@@ -133,18 +133,18 @@ def test_suite_writes_the_others_then_raises_when_one_fails(tmp_path, monkeypatc
     seen = []
 
     def fake_run(task, args):
-        seen.append((task, args.repeats, args.opts, args.config_file))
+        seen.append((task, args.repeats, args.warmup, args.opts, args.config_file))
         if task == "no_such_task":
             raise RuntimeError("benchmark task 'no_such_task' failed: KeyError")
         return [_row("other_row"), _row("eval_vs_pycocotools", 2.0, 4.0)]
 
     monkeypatch.setattr(suite, "run_in_process", fake_run)
     comparisons = (Comparison("broken", "no_such_task", None, 1),
-                   Comparison("eval_vs_pycocotools", "eval", 2.0, 3))  # fmt: skip
+                   Comparison("eval_vs_pycocotools", "eval", 2.0, 3, 0))  # fmt: skip
     with pytest.raises(RuntimeError, match="broken"):
-        run_suite(_suite_args(), comparisons, str(tmp_path))
-    # repeats capped per comparison; each comparison gets its own config, not the caller's opts
-    assert seen == [("no_such_task", 1, [], ""), ("eval", 3, [], "")]
+        run_suite(_suite_args(warmup=3), comparisons, str(tmp_path))
+    # repeats and warm-up capped per comparison; each comparison gets its own config, not the caller's opts
+    assert seen == [("no_such_task", 1, 2, [], ""), ("eval", 3, 0, [], "")]
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved == [summary_row(_row("eval_vs_pycocotools", 2.0, 4.0))]
     details = json.loads((tmp_path / "details.json").read_text())
