@@ -138,3 +138,14 @@ def test_export_model_weights_keeps_only_weights(tmp_path):
     fresh = _model()
     load_model_weights(fresh, str(tmp_path / "w.pth"))
     torch.testing.assert_close(fresh[0].weight, (ema["0.weight"]).half().float())
+
+
+def test_atomic_write_gives_plain_file_permissions(tmp_path):
+    from cxr.fileio import write_text_atomic
+
+    umask = os.umask(0o022)
+    try:
+        write_text_atomic(str(tmp_path / "m.json"), "{}")
+        assert os.stat(tmp_path / "m.json").st_mode & 0o777 == 0o644
+    finally:
+        os.umask(umask)
