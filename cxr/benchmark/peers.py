@@ -168,7 +168,7 @@ def _inference_comparison(
             ratio_of_min=min(stats["ours"].times) / min(stats["peer"].times),
             ours_runs_ms=_runs_ms(stats["ours"]),
             peer_runs_ms=_runs_ms(stats["peer"]), ours_detections=n_ours,
-            peer_detections=n_peer, ours_params=_params(ours), peer_params=_params(peer),
+            peer_detections=n_peer, ours_params=_params(unfused), peer_params=_params(peer),
         )
     ]  # fmt: skip
 
