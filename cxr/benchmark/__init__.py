@@ -4,4 +4,11 @@ Each task is a function ``(args: argparse.Namespace) -> list[dict]`` registered 
 :data:`BENCHMARK_REGISTRY` under its ``--task`` name; each returned dict is one result row
 (see :func:`cxr.benchmark.timing.result_row`).
 """
-from .timing import BENCHMARK_REGISTRY, TimingStats, peak_rss_mib, result_row, time_repeated  # noqa: F401
+from .timing import (  # noqa: F401
+    BENCHMARK_REGISTRY,
+    TimingStats,
+    peak_rss_mib,
+    result_row,
+    time_alternating,
+    time_repeated,
+)

@@ -143,7 +143,7 @@ def test_suite_writes_the_others_then_raises_when_one_fails(tmp_path, monkeypatc
                    Comparison("eval_vs_pycocotools", "eval", 2.0, 3, 0))  # fmt: skip
     with pytest.raises(RuntimeError, match="broken"):
         run_suite(_suite_args(warmup=3), comparisons, str(tmp_path))
-    # repeats and warm-up capped per comparison; each comparison gets its own config, not the caller's opts
+    # repeats and warm-up capped per comparison; each uses its own config, not the caller's opts
     assert seen == [("no_such_task", 1, 2, [], ""), ("eval", 3, 0, [], "")]
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved == [summary_row(_row("eval_vs_pycocotools", 2.0, 4.0))]
