@@ -9,6 +9,7 @@ temporary file but not yet renamed (the worst instant).
 import os
 import sys
 import time
+import types
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, REPO)
@@ -28,9 +29,10 @@ if __name__ == "__main__":
             time.sleep(60)
         real_replace(src, dst)
 
-    cxr.fileio.os = type("os_shim", (), {"replace": staticmethod(replace)})
-    for attr in ("path", "makedirs", "fdopen", "fsync", "unlink"):
-        setattr(cxr.fileio.os, attr, getattr(os, attr))
+    # cxr.fileio sees os with only `replace` swapped.
+    shim = types.SimpleNamespace(**{k: getattr(os, k) for k in dir(os) if not k.startswith("__")})
+    shim.replace = replace
+    cxr.fileio.os = shim
     while True:
         run[0] += 1
         evaluate_files(gt, dt, out, plots=False, tensorboard=False, bootstrap=0)
