@@ -49,8 +49,8 @@ phantom: setup
 demo: phantom
 ifneq ($(FULL),1)
 	@echo "== Starting point: the shipped phantom-pretrained weights on phantom_nih_test"
-	$(PY) tools/eval.py --config-file $(DEMO_CONFIG) --checkpoint $(DEMO_WEIGHTS) $(EVAL_OPTS) \
-		--output $(DEMO_OUT)/eval_start --no-plots
+	$(PY) tools/eval.py --config-file configs/phantom/retinanet_demo.yaml \
+		--checkpoint $(DEMO_WEIGHTS) $(EVAL_OPTS) --output $(DEMO_OUT)/eval_start --no-plots
 endif
 	@echo "== Training $(DEMO_CONFIG)"
 	$(PY) tools/train_net.py --config-file $(DEMO_CONFIG) OUTPUT_DIR $(DEMO_OUT) $(DEMO_OPTS)
