@@ -12,9 +12,7 @@ from detectron2.config import configurable
 from detectron2.layers import ShapeSpec, cat, get_norm
 from detectron2.modeling import META_ARCH_REGISTRY, RetinaNet
 from detectron2.modeling.anchor_generator import build_anchor_generator
-from detectron2.modeling.box_regression import _dense_box_regression_loss
 from detectron2.modeling.meta_arch.retinanet import RetinaNetHead
-from detectron2.utils.events import get_event_storage
 from detectron2.utils.registry import Registry
 
 from ..backbone.efficientnet_bifpn import bifpn_settings
@@ -207,7 +205,7 @@ class CXRRetinaNet(RetinaNet):
     def fuse_for_inference(self) -> "CXRRetinaNet":
         """Fold BatchNorm into the convs of the backbone and head that support it (eval only).
 
-        Same detections up to float rounding, less work per image (see README "Benchmarks").
+        Same detections up to float rounding, less work per image (docs/benchmarks.md).
         One-way: the model cannot be put back into training mode, and its state dict no longer
         matches checkpoints; load weights first, then fuse.
 
@@ -228,7 +226,11 @@ class CXRRetinaNet(RetinaNet):
         return super().train(mode)
 
     def losses(self, anchors, pred_logits, gt_labels, pred_anchor_deltas, gt_boxes):
-        """As :meth:`RetinaNet.losses` (normalizer = EMA of positive anchors), with alpha per class.
+        """detectron2's :meth:`RetinaNet.losses` with one focal alpha per class.
+
+        detectron2 computes the box loss, the EMA normalizer of positive anchors and its logging;
+        its focal loss takes one scalar alpha and offers no hook, so with per-class alphas only
+        the classification term is recomputed here (same targets, same normalizer).
 
         Args:
             anchors: per-level Boxes (XYXY_ABS).
@@ -239,26 +241,18 @@ class CXRRetinaNet(RetinaNet):
         Returns:
             dict with "loss_cls" and "loss_box_reg".
         """
-        num_images = len(gt_labels)
-        gt_labels = torch.stack(gt_labels)
-        valid_mask = gt_labels >= 0
-        pos_mask = valid_mask & (gt_labels != self.num_classes)
-        num_pos_anchors = pos_mask.sum().item()
-        get_event_storage().put_scalar("num_pos_anchors", num_pos_anchors / num_images)
-        normalizer = self._ema_update("loss_normalizer", max(num_pos_anchors, 1), 100)
-
-        logits = cat(pred_logits, dim=1)[valid_mask]
-        target = F.one_hot(gt_labels[valid_mask], self.num_classes + 1)[:, :-1].to(logits.dtype)
+        alpha = self.focal_alpha
+        uniform = bool((alpha == alpha[0]).all())
+        self.focal_loss_alpha = float(alpha[0]) if uniform else -1.0
+        losses = super().losses(anchors, pred_logits, gt_labels, pred_anchor_deltas, gt_boxes)
+        if uniform:
+            return losses
+        labels = torch.stack(gt_labels)
+        valid = labels >= 0
+        logits = cat(pred_logits, dim=1)[valid]
+        target = F.one_hot(labels[valid], self.num_classes + 1)[:, :-1].to(logits.dtype)
         loss_cls = sigmoid_focal_loss(
-            logits, target, self.focal_alpha.to(logits.dtype), self.focal_loss_gamma, "sum"
+            logits, target, alpha.to(logits.dtype), self.focal_loss_gamma, "sum"
         )
-        loss_box_reg = _dense_box_regression_loss(
-            anchors,
-            self.box2box_transform,
-            pred_anchor_deltas,
-            gt_boxes,
-            pos_mask,
-            box_reg_loss_type=self.box_reg_loss_type,
-            smooth_l1_beta=self.smooth_l1_beta,
-        )
-        return {"loss_cls": loss_cls / normalizer, "loss_box_reg": loss_box_reg / normalizer}
+        losses["loss_cls"] = loss_cls / self.loss_normalizer
+        return losses
