@@ -5,6 +5,9 @@ Expected layout (only what exists is registered; nothing is read until a dataset
 - ``nih/{BBox_List_2017.csv[.gz], Data_Entry_2017_v2020.csv[.gz], images/}`` ->
   ``nih_bbox_{train,val,test,all}``
 - ``phantom_nih/`` (same layout as ``nih/``) -> ``phantom_nih_{train,val,test,all}``
+- ``nih/Data_Entry_2017_v2020.csv[.gz]`` + ``nih/images/`` -> ``nih_cls_{train,val,test,all}``
+  (image labels; split respects the box split, see :mod:`.nih_cls`)
+- ``phantom_nih_cls/`` (Data_Entry + images) -> ``phantom_nih_cls_{train,val,test,all}``
 - ``vindr_cxr/{train.csv, train/}`` -> ``vindr_cxr_{train,val,test,all}``
 - ``rsna_pneumonia/{stage_2_train_labels.csv, stage_2_train_images/}`` ->
   ``rsna_pneumonia_{train,val,test,all}``
@@ -26,6 +29,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from ..splits import SPLIT_NAMES, apply_split, cached_split
 from .common import PALETTE
 from .nih import NIH_CLASSES, load_nih
+from .nih_cls import PHANTOM_FINDINGS, register_nih_cls
 from .rsna import RSNA_CLASSES, load_rsna
 from .vindr import VINDR_CLASSES, load_vindr
 
@@ -107,6 +111,10 @@ def register_all_cxr(root: str = "datasets") -> list[str]:
     """
     names = _register_nih_layout("nih_bbox", os.path.join(root, "nih"))
     names += _register_nih_layout("phantom_nih", os.path.join(root, "phantom_nih"))
+    names += register_nih_cls("nih_cls", os.path.join(root, "nih"), "nih_bbox")
+    names += register_nih_cls(
+        "phantom_nih_cls", os.path.join(root, "phantom_nih_cls"), "phantom_nih", PHANTOM_FINDINGS
+    )
     vindr = os.path.join(root, "vindr_cxr")
     if os.path.isfile(os.path.join(vindr, "train.csv")):
         loader = functools.partial(
