@@ -73,8 +73,9 @@ demo-weights: phantom
 	$(PY) tools/export_weights.py $(DW)/stage2/model_final.pth $(DEMO_WEIGHTS)
 
 # Benchmarks against the peers (effdet's EfficientDet, detectron2's DatasetMapper, pycocotools),
-# each comparison in its own process; CPU unless DEVICE=cuda. Writes output/bench/results.json,
-# results.md (README table + machine) and details.json (every run). BENCH_ARGS: e.g. --repeats 3
+# each comparison in its own process; CPU unless DEVICE=cuda. The code lives in benchmarks/ (not
+# installed with cxr; docs/benchmarks.md). Writes output/bench/results.json, results.md (table +
+# machine) and details.json (every run). BENCH_ARGS: e.g. --repeats 3
 DEVICE ?= cpu
 BENCH_OUT := output/bench
 BENCH_ARGS ?=

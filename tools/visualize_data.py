@@ -22,6 +22,7 @@ import cxr  # noqa: F401  (registers the datasets)
 from cxr.config import load_config
 from cxr.data import build_mapper
 from cxr.data.io import read_xray
+from cxr.fileio import write_bytes_atomic
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 from detectron2.utils.visualizer import Visualizer
@@ -85,10 +86,9 @@ def main(argv=None):
             args.output, f"{os.path.splitext(os.path.basename(d['file_name']))[0]}.png"
         )
         ok, buf = cv2.imencode(".png", rgb[:, :, ::-1])
-        tmp = path + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(buf.tobytes())
-        os.replace(tmp, path)
+        if not ok:
+            raise RuntimeError(f"OpenCV could not encode the drawing of {d['file_name']} as PNG")
+        write_bytes_atomic(path, buf.tobytes())
         written.append(path)
     print(f"wrote {len(written)} image(s) to {args.output}")
     return written

@@ -25,7 +25,7 @@ from ..evaluation import build_evaluator
 from .checkpoint import CXRCheckpointer, load_model_weights
 from .ema import EMAHook, ModelEMA, unwrap
 from .hooks import THRESHOLDS_FILE, BestCheckpointer, EMAEvalHook, PredictionVisHook, ValidationLossHook
-from .samplers import build_train_sampler
+from ..data.samplers import build_train_sampler
 
 __all__ = ["Trainer"]
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from cxr.benchmark.inference import num_classes_of  # noqa: F401  (re-exported for tests)
+from benchmarks.inference import num_classes_of  # noqa: F401  (re-exported for tests)
 from detectron2.structures import Boxes, Instances
 
 # Small inputs and light sampling so that every config trains a step in about a second on CPU.

@@ -70,7 +70,7 @@ def _sampler_streams(dicts, take: int) -> dict:
         TrainingSampler,
     )
 
-    from cxr.engine.samplers import NegativeRatioSampler
+    from cxr.data.samplers import NegativeRatioSampler
 
     factors = RepeatFactorTrainingSampler.repeat_factors_from_category_frequency(dicts, 0.5)
     infinite = {

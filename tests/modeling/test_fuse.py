@@ -8,15 +8,26 @@ import pytest
 import torch
 from torch import nn
 
-from cxr.benchmark.inference import synthetic_inputs
-from cxr.benchmark.peers import build_ours
+from detectron2.modeling import build_model
+
+from cxr.config import load_config
+
+from .synthetic import synthetic_batch
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SMALL = ["MODEL.RETINANET.SCORE_THRESH_TEST", "0.0", "MODEL.BIFPN.NUM_LAYERS", "2"]
+SMALL = ["MODEL.RETINANET.SCORE_THRESH_TEST", "0.0", "MODEL.BIFPN.NUM_LAYERS", "2",
+         "MODEL.DEVICE", "cpu", "INPUT.MIN_SIZE_TEST", "96", "INPUT.MAX_SIZE_TEST", "96"]  # fmt: skip
+
+
+def synthetic_inputs(n: int, size: int, num_classes: int) -> list[dict]:
+    """``n`` random CHW images of ``size`` px (detectron2 inputs; boxes unused in eval)."""
+    return synthetic_batch(num_classes, size)[:n]
 
 
 def _model(config: str, opts=()) -> nn.Module:
-    model = build_ours(os.path.join(REPO, "configs", config), 96, "cpu", False, [*SMALL, *opts])
+    torch.manual_seed(0)
+    cfg = load_config(os.path.join(REPO, "configs", config), [*SMALL, *opts])
+    model = build_model(cfg).eval()
     g = torch.Generator().manual_seed(1)
     for m in model.modules():  # non-trivial BN statistics, so that folding has work to do
         if isinstance(m, nn.BatchNorm2d):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import sys
 
 import cv2
@@ -22,6 +23,10 @@ def test_annotation_and_dataloader(tiny_dataset, tmp_path):
         ["--dataset", tiny_dataset, "--output", str(tmp_path / "a"), "--num", "2"]
     )
     assert len(out) == 2
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(os.stat(out[0]).st_mode) == 0o666 & ~umask
+    assert sorted(os.listdir(tmp_path / "a")) == sorted(os.path.basename(p) for p in out)
     img = cv2.imread(out[0])
     x0, y0, x1, y1 = (int(v) for v in rec["annotations"][0]["bbox"])
     gray = cv2.imread(rec["file_name"], cv2.IMREAD_GRAYSCALE)

@@ -1,9 +1,8 @@
 """Task ``all`` (``make bench``): every peer comparison, each in a fresh process, then the files.
 
-Each comparison of :data:`cxr.benchmark.report.COMPARISONS` runs in its own spawned process (no
+Each comparison of :data:`benchmarks.report.COMPARISONS` runs in its own spawned process (no
 state, caches or thread pools shared between them) with ``--repeats`` / ``--warmup`` capped per
-comparison;
-the rows go to ``results.json`` / ``results.md`` / ``details.json`` in the folder of
+comparison; the rows go to ``results.json`` / ``results.md`` / ``details.json`` in the folder of
 ``--output`` (default ``output/bench``). A comparison that fails is logged and recorded in
 details.json; the others are still written, then the task raises.
 """
@@ -15,10 +14,11 @@ import multiprocessing
 import os
 import traceback
 
+from . import tasks  # noqa: F401  (registers the measurement tasks)
 from .report import COMPARISONS, Comparison, machine_description, summary_row, write_results
 from .timing import BENCHMARK_REGISTRY
 
-__all__ = ["run_in_process", "run_suite"]
+__all__ = ["run_all", "run_in_process", "run_suite"]
 
 logger = logging.getLogger(__name__)
 
@@ -27,8 +27,6 @@ DEFAULT_FOLDER = os.path.join("output", "bench")
 
 def _child(task: str, args: argparse.Namespace, conn) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from . import tasks  # noqa: F401  (registers the tasks in this fresh process)
-
     try:
         conn.send(("ok", BENCHMARK_REGISTRY.get(task)(args)))
     except BaseException:  # report any failure to the parent, which decides
@@ -98,8 +96,8 @@ def run_suite(
     return [summary_row(r) for r in rows]
 
 
-@BENCHMARK_REGISTRY.register()
-def all(args: argparse.Namespace) -> list[dict]:  # noqa: A001  (the --task name)
+@BENCHMARK_REGISTRY.register_as("all")
+def run_all(args: argparse.Namespace) -> list[dict]:
     """``--task all``: the five peer comparisons; files in the folder of ``--output``."""
     output = getattr(args, "output", "") or ""
     folder = os.path.dirname(output) if output else DEFAULT_FOLDER

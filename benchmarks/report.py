@@ -14,7 +14,7 @@ import math
 import os
 import platform
 
-from ..fileio import write_json_atomic, write_text_atomic
+from cxr.fileio import json_safe, write_json_atomic, write_text_atomic
 
 __all__ = [
     "COMPARISONS",
@@ -191,17 +191,6 @@ def results_markdown(rows: list[dict], machine: dict) -> str:
     return "\n".join(lines)
 
 
-def _json_safe(obj):
-    """``obj`` with NaN / inf floats as None (strict JSON)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
-
-
 def write_results(folder: str, rows: list[dict], machine: dict, details: list[dict]) -> dict:
     """Write ``results.json`` (validated), ``results.md`` and ``details.json`` atomically.
 
@@ -218,5 +207,5 @@ def write_results(folder: str, rows: list[dict], machine: dict, details: list[di
     paths = {k: os.path.join(folder, f) for k, f in names.items()}
     write_json_atomic(paths["json"], summary)
     write_text_atomic(paths["md"], results_markdown(summary, machine))
-    write_json_atomic(paths["details"], _json_safe({"machine": machine, "rows": details}))
+    write_json_atomic(paths["details"], json_safe({"machine": machine, "rows": details}))
     return paths

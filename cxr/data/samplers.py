@@ -40,7 +40,9 @@ class NegativeRatioSampler(Sampler):
 
     def __init__(self, is_negative: Sequence[bool], negative_fraction: float, seed: int):
         if not 0.0 <= negative_fraction <= 1.0:
-            raise ValueError(f"DATALOADER.NEGATIVE_FRACTION must be in [0, 1], got {negative_fraction}")
+            raise ValueError(
+                f"DATALOADER.NEGATIVE_FRACTION must be in [0, 1], got {negative_fraction}"
+            )
         flags = torch.as_tensor(list(is_negative), dtype=torch.bool)
         self._neg = torch.nonzero(flags).flatten()
         self._pos = torch.nonzero(~flags).flatten()
@@ -127,7 +129,8 @@ def build_train_sampler(cfg, dataset_dicts) -> ResumableSampler:
     try:
         builder = SAMPLER_REGISTRY.get(name)
     except KeyError:
-        names = sorted(SAMPLER_REGISTRY._obj_map)
-        raise KeyError(f"DATALOADER.SAMPLER_TRAIN={name!r} is not one of {names}") from None
+        raise KeyError(
+            f"DATALOADER.SAMPLER_TRAIN={name!r} is not one of {SAMPLER_REGISTRY.names()}"
+        ) from None
     per_rank = cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size()
     return ResumableSampler(builder(cfg, dataset_dicts), per_rank)

@@ -84,8 +84,8 @@ def data(args) -> list[dict]:
     """``--task data``: see the module docstring. ``--config-file`` / opts set the resize."""
     from detectron2.data import DatasetMapper
 
-    from ..config import load_config
-    from ..data.mapper import AlbumentationsMapper
+    from cxr.config import load_config
+    from cxr.data.mapper import AlbumentationsMapper
 
     cfg = load_config(args.config_file or None, args.opts or None)
     if not args.config_file:

@@ -24,7 +24,7 @@ timed as it is meant to serve: ``fuse_for_inference()`` (BatchNorm folded into t
 the minimums too (``ratio_of_min``: less sensitive to other load on the machine).
 
 ``effdet`` is a benchmark-only dependency (``requirements-bench.txt``, installed by
-``make bench``); it is imported lazily here and nowhere else in cxr.
+``make bench``); it is imported lazily here and nowhere else.
 """
 from __future__ import annotations
 
@@ -51,7 +51,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 NUM_CLASSES = 8  # NIH ChestX-ray14 box classes
-CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "configs")
+# benchmarks/ sits beside configs/ in the source tree (it is not installed with cxr)
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = os.path.join(REPO_ROOT, "configs")
 D0_CONFIG = os.path.join(CONFIGS, "nih", "efficientdet_d0.yaml")
 LITE0_CONFIG = os.path.join(CONFIGS, "nih", "efficientdet_lite0.yaml")
 # Our configs normalize with mean 128 / std 64 on every channel; the peer gets the same input.
@@ -96,7 +98,7 @@ def build_ours(
     """Our detector from ``config_file`` with train and test sizes set to ``size`` (seeded)."""
     from detectron2.modeling import build_model
 
-    from ..config import load_config
+    from cxr.config import load_config
 
     sizes = ["INPUT.MIN_SIZE_TEST", str(size), "INPUT.MAX_SIZE_TEST", str(size),
              "INPUT.MIN_SIZE_TRAIN", f"({size},)", "INPUT.MAX_SIZE_TRAIN", str(size)]  # fmt: skip
@@ -159,7 +161,7 @@ def _inference_comparison(
     return [
         result_row(
             name, stats["ours"].median * 1000, stats["peer"].median * 1000, "ms/image", "lower",
-            config=os.path.relpath(args.config_file or config_file, os.path.dirname(CONFIGS)),
+            config=os.path.relpath(args.config_file or config_file, REPO_ROOT),
             peer_model=effdet_name, input_size=size, batch=1, device=device,
             threads=torch.get_num_threads(), ours_score_thresh=0.0,
             ours_config_thresh_ms=stats["ours_config_thresh"].median * 1000,
@@ -240,7 +242,7 @@ def train_step_d0_vs_effdet_d0(args: argparse.Namespace) -> list[dict]:
         result_row(
             "train_step_d0_vs_effdet_d0", stats["ours"].median * 1000,
             stats["peer"].median * 1000, "ms/iter", "lower",
-            config=os.path.relpath(config_file, os.path.dirname(CONFIGS)),
+            config=os.path.relpath(config_file, REPO_ROOT),
             peer_model="tf_efficientdet_d0", input_size=size, batch=batch, device=device,
             threads=torch.get_num_threads(), optimizer="SGD(lr=1e-3, momentum=0.9)",
             ratio_of_min=min(stats["ours"].times) / min(stats["peer"].times),

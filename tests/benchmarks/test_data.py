@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from cxr.benchmark import BENCHMARK_REGISTRY
-from cxr.benchmark import data as _data  # noqa: F401  (registers the task)
+from benchmarks import BENCHMARK_REGISTRY
+from benchmarks import data as _data  # noqa: F401  (registers the task)
 
 
 def test_data_task_row(monkeypatch):

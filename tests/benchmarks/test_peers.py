@@ -7,8 +7,8 @@ import sys
 import pytest
 import torch
 
-from cxr.benchmark import peers
-from cxr.benchmark.inference import synthetic_inputs
+from benchmarks import peers
+from benchmarks.inference import synthetic_inputs
 
 
 def _args(**kw):

@@ -9,7 +9,8 @@ import time
 from typing import Callable
 
 import torch
-from detectron2.utils.registry import Registry
+
+from cxr.registry import NamedRegistry
 
 __all__ = [
     "BENCHMARK_REGISTRY",
@@ -20,7 +21,7 @@ __all__ = [
     "time_repeated",
 ]
 
-BENCHMARK_REGISTRY = Registry("CXR_BENCHMARK")
+BENCHMARK_REGISTRY = NamedRegistry("CXR_BENCHMARK")
 BENCHMARK_REGISTRY.__doc__ = "Benchmark tasks by --task name: fn(args) -> list of result rows."
 
 

@@ -15,14 +15,13 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import statistics
 import time
 
 import numpy as np
 
-from .timing import BENCHMARK_REGISTRY, result_row
+from .timing import BENCHMARK_REGISTRY, result_row, time_alternating
 
-__all__ = ["synthetic_eval_set", "bench_eval"]
+__all__ = ["eval_vs_pycocotools", "synthetic_eval_set"]
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +111,7 @@ def _coco_gt(dicts: list) -> dict:
 
 
 def _evaluator(name: str, bootstrap: int, preds: list):
-    from ..evaluation import CXREvaluator
+    from cxr.evaluation import CXREvaluator
 
     ev = CXREvaluator(name, None, bootstrap=bootstrap, plots=False, distributed=False)
     ev.reset()
@@ -120,28 +119,19 @@ def _evaluator(name: str, bootstrap: int, preds: list):
     return ev
 
 
-@BENCHMARK_REGISTRY.register()
-def eval(args) -> list[dict]:  # noqa: A001  (the --task name)
-    """``--task eval``: see the module docstring. Repeats are capped at 3 (pycocotools takes
-    tens of seconds per run); one untimed warm-up of ours."""
+def _pycocotools_run(dicts: list, results: list):
+    """A callable running COCOeval evaluate + accumulate + summarize (silenced) on ``results``
+    (COCO detection results, XYWH_ABS) against ``dicts``; it returns the COCOeval."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    n_images = int(getattr(args, "eval_images", 0) or 5000)
-    repeats = max(1, min(int(args.repeats), 3))
-    logging.getLogger("cxr.evaluation").setLevel(logging.WARNING)
-    dicts, preds = synthetic_eval_set(n_images)
-    name = "cxr_bench_eval"
-    _register(name, dicts)
-    ev = _evaluator(name, 0, preds)
-    results = ev.coco_results(preds)
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO()
         gt.dataset = _coco_gt(dicts)
         gt.createIndex()
         dt = gt.loadRes(results)
 
-    def run_peer():
+    def run():
         with contextlib.redirect_stdout(io.StringIO()):
             e = COCOeval(gt, dt, "bbox")
             e.evaluate()
@@ -149,65 +139,71 @@ def eval(args) -> list[dict]:  # noqa: A001  (the --task name)
             e.summarize()
         return e
 
+    return run
+
+
+def _coco_max_abs_diff(ev, ours: dict, peer) -> tuple[float, float]:
+    """(max |difference| of the precision arrays, of the six AP stats) ours vs pycocotools."""
+    ours_prec = ev.last_result.coco["precision"]
+    diff_prec = float(np.max(np.abs(ours_prec - peer.eval["precision"][..., -1])))
+    keys = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+    diff_stats = max(
+        abs(ours["cxr"][k] - peer.stats[i]) for i, k in enumerate(keys) if peer.stats[i] != -1
+    )
+    return diff_prec, float(diff_stats)
+
+
+def _bootstrap_seconds(name: str, num_images: int = 1000, resamples: int = 1000) -> float:
+    """Seconds of one evaluation with ``resamples`` bootstrap resamples on ``num_images``."""
+    dicts, preds = synthetic_eval_set(num_images, seed=1)
+    _register(name, dicts)
+    ev = _evaluator(name, resamples, preds)
+    t0 = time.perf_counter()
+    ev.evaluate()
+    return time.perf_counter() - t0
+
+
+@BENCHMARK_REGISTRY.register_as("eval")
+def eval_vs_pycocotools(args) -> list[dict]:
+    """``--task eval``: see the module docstring. Repeats are capped at 3 (pycocotools takes
+    tens of seconds per run); one untimed warm-up of ours."""
+    n_images = int(getattr(args, "eval_images", 0) or 5000)
+    repeats = max(1, min(int(args.repeats), 3))
+    logging.getLogger("cxr.evaluation").setLevel(logging.WARNING)
+    dicts, preds = synthetic_eval_set(n_images)
+    name = "cxr_bench_eval"
+    _register(name, dicts)
+    run_peer = _pycocotools_run(dicts, _evaluator(name, 0, preds).coco_results(preds))
+    last = {}
+
     def run_ours():
-        ev = _evaluator(name, 0, preds)
-        return ev, ev.evaluate()
+        last["ev"] = _evaluator(name, 0, preds)
+        last["ours"] = last["ev"].evaluate()
 
     if args.warmup:
         run_ours()
-    ours_t, peer_t = [], []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        ev, out = run_ours()
-        ours_t.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        pe = run_peer()
-        peer_t.append(time.perf_counter() - t0)
-    ours_prec = ev.last_result.coco["precision"]
-    diff_prec = float(np.max(np.abs(ours_prec - pe.eval["precision"][..., -1])))
-    keys = ("AP", "AP50", "AP75", "APs", "APm", "APl")
-    diff_stats = max(
-        abs(out["cxr"][k] - pe.stats[i]) for i, k in enumerate(keys) if pe.stats[i] != -1
+    stats = time_alternating(
+        {"ours": run_ours, "peer": lambda: last.update(peer=run_peer())}, 0, repeats
     )
-    identical = bool(diff_prec == 0.0 and diff_stats == 0.0)
+    diff_prec, diff_stats = _coco_max_abs_diff(last["ev"], last["ours"], last["peer"])
+    identical = diff_prec == 0.0 and diff_stats == 0.0
     if not identical:
         logger.error(
             "COCO numbers differ from pycocotools: precision %g, stats %g", diff_prec, diff_stats
         )
-    # the issue-5 speed figure: 1,000 images x 100 detections with 1,000 bootstrap resamples
-    d1, p1 = synthetic_eval_set(1000, seed=1)
-    _register(name + "_1k", d1)
-    e1 = _evaluator(name + "_1k", 1000, p1)
-    t0 = time.perf_counter()
-    e1.evaluate()
-    boot_s = time.perf_counter() - t0
-    ours, peer = statistics.median(ours_t), statistics.median(peer_t)
+    boot_s = _bootstrap_seconds(name + "_1k")
+    ours, peer = stats["ours"], stats["peer"]
     logger.info(
-        "eval: ours %.2f s (runs %s), pycocotools %.2f s (runs %s), ratio %.3f; COCO "
-        "identical: %s; 1k images + 1000 bootstrap: %.2f s",
-        ours,
-        [round(t, 2) for t in ours_t],
-        peer,
-        [round(t, 2) for t in peer_t],
-        ours / peer,
-        identical,
-        boot_s,
-    )
+        "eval: ours %s, pycocotools %s, ratio %.3f; COCO identical: %s; "
+        "1k images + 1000 bootstrap: %.2f s",
+        ours.summary(1, "s"), peer.summary(1, "s"), ours.median / peer.median, identical, boot_s,
+    )  # fmt: skip
     return [
         result_row(
-            "eval_vs_pycocotools",
-            ours,
-            peer,
-            "s",
-            better="lower",
-            images=n_images,
-            detections=int(sum(len(p["scores"]) for p in preds)),
-            repeats=repeats,
-            ours_runs=ours_t,
-            peer_runs=peer_t,
-            coco_identical=identical,
-            coco_max_abs_diff=float(max(diff_prec, diff_stats)),
-            goal_ratio=2.0,
-            bootstrap_1000_images_1000_resamples_s=boot_s,
+            "eval_vs_pycocotools", ours.median, peer.median, "s", better="lower",
+            images=n_images, detections=int(sum(len(p["scores"]) for p in preds)),
+            repeats=repeats, ours_runs=ours.times, peer_runs=peer.times,
+            coco_identical=identical, coco_max_abs_diff=max(diff_prec, diff_stats),
+            goal_ratio=2.0, bootstrap_1000_images_1000_resamples_s=boot_s,
         )
-    ]
+    ]  # fmt: skip

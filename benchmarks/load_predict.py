@@ -1,6 +1,6 @@
-"""Load test of ``tools/predict.py`` (run by hand, not by the test suite).
+"""Load test of ``tools/predict.py`` (run by hand from the repository root).
 
-    .venv/bin/python -m tests.reliability.load_predict --sizes 100 1000 --px 256
+    .venv/bin/python -m benchmarks.load_predict --sizes 100 1000 --px 256
 
 For each N it writes N generated gray PNGs (``px`` x ``px``), runs ``tools/predict.py`` on them
 in a child process (RetinaNet R18-FPN of ``configs/nih/retinanet_R_18_FPN.yaml``, random
@@ -21,8 +21,7 @@ import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, REPO)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # benchmarks/ is in the root
 CONFIG = os.path.join(REPO, "configs/nih/retinanet_R_18_FPN.yaml")
 
 
@@ -89,7 +88,8 @@ def run_one(work: str, n: int, opts: list[str], ckpt: str) -> dict:
 
     return {"images": n, "stats": stats, "wall_s": round(wall, 1),
             "images_per_s": round(n / wall, 2), "peak_rss_mib": round(peak / 1024),
-            "rss_mib_at": {k: (rss_at(k) or 0) // 1024 for k in (1, 10, 100, 500, 1000) if k <= n},
+            "rss_mib_at": {k: (rss_at(k) or 0) // 1024
+                           for k in (1, 10, 100, 500, 1000) if k <= n},
             "max_sampled_rss_mib": max(r for _, r in samples) // 1024 if samples else None}  # fmt: skip
 
 
@@ -103,13 +103,15 @@ def main(argv=None) -> list[dict]:
     # the CSV streaming, but detectron2's post-processing of every anchor is ~5x slower on CPU).
     p.add_argument("--score-thresh", type=float, default=0.05)
     args = p.parse_args(argv)
-    from tests.conftest import write_tiny_images
+    from .data import write_benchmark_pngs
 
     work = args.workdir or tempfile.mkdtemp(prefix="cxr_load_")
     opts = ["MODEL.DEVICE", args.device, "INPUT.MIN_SIZE_TEST", str(args.px),
             "INPUT.MAX_SIZE_TEST", str(args.px),
             "MODEL.RETINANET.SCORE_THRESH_TEST", str(args.score_thresh)]  # fmt: skip
-    write_tiny_images(os.path.join(work, "all"), n=max(args.sizes), size=args.px)
+    all_images = os.path.join(work, "all")
+    os.makedirs(all_images, exist_ok=True)
+    write_benchmark_pngs(all_images, n=max(args.sizes), size=args.px)
     ckpt = os.path.join(work, "model.pth")
     _checkpoint(ckpt, opts)
     results = []

@@ -1,0 +1,10 @@
+"""Imports every module that registers a measurement task (one line each).
+
+The ``all`` task (:mod:`benchmarks.suite`) runs these, each in its own process; it imports this
+module, never the other way round.
+"""
+from . import data  # noqa: F401  (task: data)
+from . import evaluation  # noqa: F401  (task: eval)
+from . import inference  # noqa: F401  (task: inference)
+from . import peers  # noqa: F401  (tasks: *_vs_effdet_*)
+from . import train  # noqa: F401  (task: train)
