@@ -87,6 +87,7 @@ def add_cxr_config(cfg: _D2CfgNode) -> None:
     from .data.config import add_data_config
     from .engine.config import add_engine_config
     from .evaluation.config import add_evaluation_config
+    from .modeling.classifier_config import add_classifier_config
     from .modeling.config import add_modeling_config
 
     if cfg.get("CXR") is not None and cfg.CXR.get("_ADDED", False):
@@ -96,6 +97,7 @@ def add_cxr_config(cfg: _D2CfgNode) -> None:
     cfg.CXR._ADDED = True
     add_data_config(cfg)
     add_modeling_config(cfg)
+    add_classifier_config(cfg)
     add_evaluation_config(cfg)
     add_engine_config(cfg)
 

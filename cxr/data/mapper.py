@@ -109,6 +109,19 @@ class AlbumentationsMapper:
             kept.append(annos[int(i)])
         return out["image"], kept
 
+    def _read(self, file_name: str) -> np.ndarray | None:
+        """The decoded image, or None (counted, logged) for an unreadable file when skipping."""
+        try:
+            return read_xray(file_name)
+        except ImageReadError as e:
+            if not self.skip_bad_images:
+                raise
+            self.num_skipped += 1
+            logger.warning(
+                "skipping unreadable image (%d so far in this process): %s", self.num_skipped, e
+            )
+            return None
+
     def __call__(self, dataset_dict: dict) -> dict | None:
         """
         Args:
@@ -118,15 +131,8 @@ class AlbumentationsMapper:
             the model input dict, or None when the file is unreadable and skipping is on.
         """
         dataset_dict = copy.deepcopy(dataset_dict)
-        try:
-            image = read_xray(dataset_dict["file_name"])
-        except ImageReadError as e:
-            if not self.skip_bad_images:
-                raise
-            self.num_skipped += 1
-            logger.warning(
-                "skipping unreadable image (%d so far in this process): %s", self.num_skipped, e
-            )
+        image = self._read(dataset_dict["file_name"])
+        if image is None:
             return None
         utils.check_image_size(dataset_dict, image)
         aug_input = T.AugInput(image)

@@ -22,6 +22,7 @@ from detectron2.utils import comm
 
 from ..data import build_mapper
 from ..evaluation import build_evaluator
+from ..modeling.trunk_transfer import load_classifier_trunk
 from .checkpoint import CXRCheckpointer, load_model_weights
 from .ema import EMAHook, ModelEMA, unwrap
 from .hooks import THRESHOLDS_FILE, BestCheckpointer, EMAEvalHook, PredictionVisHook, ValidationLossHook
@@ -186,6 +187,9 @@ class Trainer(DefaultTrainer):
         return out
 
     def resume_or_load(self, resume=True):
+        if self.cfg.MODEL.TRUNK_WEIGHTS and not (resume and self.checkpointer.has_checkpoint()):
+            # A classifier's trunk first; MODEL.WEIGHTS (when set) is loaded over it below.
+            load_classifier_trunk(self.model, self.cfg.MODEL.TRUNK_WEIGHTS)
         super().resume_or_load(resume=resume)
         if self.data_sampler is not None and self.start_iter > 0:
             # Skip what the interrupted run consumed, then restart the loader's workers.

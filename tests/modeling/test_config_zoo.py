@@ -39,6 +39,9 @@ def test_config_trains_a_step_and_infers(config):
     cfg = load_config(os.path.join(REPO, config), SMALL_OPTS)
     model = build_model(cfg)
     batch = synthetic_batch(num_classes_of(cfg))
+    classifier = cfg.MODEL.META_ARCHITECTURE == "CXRClassifier"
+    for i, b in enumerate(batch):  # image labels (multi-hot) for the classifier configs
+        b["labels"] = torch.full((cfg.MODEL.CLASSIFIER.NUM_CLASSES,), float(i == 0))
     model.train()
     with EventStorage():
         losses = model(batch)
@@ -52,6 +55,11 @@ def test_config_trains_a_step_and_infers(config):
     model.eval()
     with torch.no_grad():
         out = model([{k: batch[1][k] for k in ("image", "height", "width")}])
+    if classifier:
+        scores = out[0]["scores"]
+        assert scores.shape == (cfg.MODEL.CLASSIFIER.NUM_CLASSES,)
+        assert 0 < scores.min() and scores.max() < 1
+        return
     inst = out[0]["instances"]
     assert inst.image_size == (64, 64)
     assert len(inst) <= cfg.TEST.DETECTIONS_PER_IMAGE

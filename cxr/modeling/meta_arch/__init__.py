@@ -5,3 +5,4 @@ from .retinanet import (  # noqa: F401
     EfficientDetHead,
     build_retinanet_head,
 )
+from .classifier import CLASSIFICATION_LOSS_REGISTRY, CXRClassifier, trunk_of  # noqa: F401
