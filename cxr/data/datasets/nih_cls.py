@@ -210,9 +210,7 @@ def cached_classification_split(
         try:
             split = load_split(path)
             where = {p: s for s, ids in split.items() for p in ids}
-            consistent = all(
-                where.get(str(p), s) == s for s, ids in box_split.items() for p in ids
-            )
+            consistent = all(where.get(str(p), s) == s for s, ids in box_split.items() for p in ids)
             if set(where) == patients and consistent:
                 return split
             logger.warning("%s: stale (patients or box split changed); recomputing", path)
