@@ -1,8 +1,8 @@
 """Albumentations pipelines for chest films, chosen by ``cfg.INPUT.ALBUMENTATIONS.PRESET``.
 
 Presets are registered by name in :data:`ALBUMENTATIONS_PRESETS` (``none``, ``light``,
-``strong``); any other value is read as a path to a pipeline serialized with
-``albumentations.save`` (``.json``, ``.yaml`` or ``.yml``).
+``strong``; ``ALBUMENTATIONS_PRESETS.names()`` lists them); any other value is read as a path
+to a pipeline serialized with ``albumentations.save`` (``.json``, ``.yaml`` or ``.yml``).
 
 The pipelines run on the resized single-channel uint8 image, after detectron2's resize and
 flip, so each image is resized once. No preset flips: a horizontal flip swaps laterality (the
@@ -13,31 +13,26 @@ whose findings depend on side. Enable flips knowingly via ``INPUT.RANDOM_FLIP`` 
 from __future__ import annotations
 
 import os
-from typing import Callable
 
 import albumentations as A
 import cv2
 
-__all__ = ["ALBUMENTATIONS_PRESETS", "build_albumentations"]
+from ..registry import NamedRegistry
 
-# name -> () -> list of Albumentations transforms (empty = no augmentation)
-ALBUMENTATIONS_PRESETS: dict[str, Callable[[], list]] = {}
+__all__ = ["ALBUMENTATIONS_PRESETS", "build_albumentations", "compose_with_boxes"]
 
-
-def _preset(name: str):
-    def deco(fn):
-        ALBUMENTATIONS_PRESETS[name] = fn
-        return fn
-
-    return deco
+ALBUMENTATIONS_PRESETS = NamedRegistry("CXR_ALBUMENTATIONS_PRESET")
+ALBUMENTATIONS_PRESETS.__doc__ = (
+    "INPUT.ALBUMENTATIONS.PRESET name -> () -> list of Albumentations transforms (empty: none)."
+)
 
 
-@_preset("none")
+@ALBUMENTATIONS_PRESETS.register_as("none")
 def _none() -> list:
     return []
 
 
-@_preset("light")
+@ALBUMENTATIONS_PRESETS.register_as("light")
 def _light() -> list:
     # Small geometric jitter and exposure changes seen between scanners.
     return [
@@ -48,7 +43,7 @@ def _light() -> list:
     ]  # fmt: skip
 
 
-@_preset("strong")
+@ALBUMENTATIONS_PRESETS.register_as("strong")
 def _strong() -> list:
     return [
         A.Affine(scale=(0.8, 1.2), translate_percent=(-0.1, 0.1), rotate=(-10, 10),
@@ -60,20 +55,26 @@ def _strong() -> list:
     ]  # fmt: skip
 
 
-def build_albumentations(preset: str, min_visibility: float = 0.3) -> A.Compose | None:
-    """The pipeline for ``preset`` with box handling, or None when it has no transform.
+def compose_with_boxes(transforms: list, min_visibility: float = 0.3) -> A.Compose:
+    """``transforms`` composed with box handling.
 
     Boxes are passed as ``pascal_voc`` (XYXY_ABS pixels) with a label field ``ann_idx``; a box
-    keeping less than ``min_visibility`` of its area is dropped.
-
-    Raises:
-        ValueError: ``preset`` is neither a registered preset nor an existing file.
+    keeping less than ``min_visibility`` of its area is dropped; boxes are clipped to the image.
     """
     bbox_params = A.BboxParams(
         format="pascal_voc", label_fields=["ann_idx"], min_visibility=min_visibility, clip=True
     )
+    return A.Compose(transforms, bbox_params=bbox_params)
+
+
+def build_albumentations(preset: str, min_visibility: float = 0.3) -> A.Compose | None:
+    """The pipeline for ``preset`` (see :func:`compose_with_boxes`), or None without transforms.
+
+    Raises:
+        ValueError: ``preset`` is neither a registered preset nor an existing file.
+    """
     if preset in ALBUMENTATIONS_PRESETS:
-        transforms = ALBUMENTATIONS_PRESETS[preset]()
+        transforms = ALBUMENTATIONS_PRESETS.get(preset)()
     elif os.path.isfile(preset):
         ext = os.path.splitext(preset)[1].lower()
         if ext not in (".json", ".yaml", ".yml"):
@@ -88,8 +89,8 @@ def build_albumentations(preset: str, min_visibility: float = 0.3) -> A.Compose 
     else:
         raise ValueError(
             f"INPUT.ALBUMENTATIONS.PRESET: {preset!r} is neither a preset "
-            f"({', '.join(sorted(ALBUMENTATIONS_PRESETS))}) nor an existing file"
+            f"({', '.join(ALBUMENTATIONS_PRESETS.names())}) nor an existing file"
         )
     if not transforms:
         return None
-    return A.Compose(transforms, bbox_params=bbox_params)
+    return compose_with_boxes(transforms, min_visibility)

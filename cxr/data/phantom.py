@@ -32,15 +32,18 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from functools import lru_cache
 from multiprocessing import get_context
-from typing import Callable, Sequence
+from typing import Sequence
 
 import cv2
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
+
+from ..fileio import write_bytes_atomic, write_text_atomic
+from ..registry import NamedRegistry
 
 __all__ = [
     "CONTRAST_RANGE",
@@ -58,19 +61,10 @@ NOISE_SIGMA_RANGE = (3.0, 7.0)  # per-image white noise, gray levels, uniform
 MANIFEST = "phantom_manifest.json"
 _VERSION = 1  # bump when the rendering changes: invalidates cached outputs
 
-# Lesion renderers by NIH ``Finding Label``: fn(img, markings, box, contrast, lateral, rng).
-LESION_RENDERERS: dict[str, Callable] = {}
-
-
-def register_lesion(*names: str) -> Callable:
-    """Decorator registering a lesion renderer under one or more NIH finding labels."""
-
-    def deco(fn: Callable) -> Callable:
-        for name in names:
-            LESION_RENDERERS[name] = fn
-        return fn
-
-    return deco
+LESION_RENDERERS = NamedRegistry("CXR_PHANTOM_LESION")
+LESION_RENDERERS.__doc__ = (
+    "NIH Finding Label -> fn(img, markings, box XYXY_ABS, contrast, lateral, rng); draws in place."
+)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -109,7 +103,7 @@ def _ellipse_r(xs, ys, cx, cy, a, b, p: float = 2.0) -> np.ndarray:
 # ----------------------------------------------------------------------------- lesions
 
 
-@register_lesion("Nodule")
+@LESION_RENDERERS.register_as("Nodule")
 def _nodule(img, markings, box, c, lateral, rng):
     sl, xs, ys = _roi(box, img.shape)
     x0, y0, x1, y1 = box
@@ -119,7 +113,7 @@ def _nodule(img, markings, box, c, lateral, rng):
     img[sl] += c * disc * (1.0 + 0.15 * (1.0 - np.clip(r, 0, 1)))  # dense, slightly domed
 
 
-@register_lesion("Mass")
+@LESION_RENDERERS.register_as("Mass")
 def _mass(img, markings, box, c, lateral, rng):
     sl, xs, ys = _roi(box, img.shape)
     x0, y0, x1, y1 = box
@@ -136,7 +130,7 @@ def _mass(img, markings, box, c, lateral, rng):
     img[sl] += c * blob * tex
 
 
-@register_lesion("Effusion")
+@LESION_RENDERERS.register_as("Effusion")
 def _effusion(img, markings, box, c, lateral, rng):
     sl, xs, ys = _roi(box, img.shape, pad=0)
     x0, y0, x1, y1 = box
@@ -151,13 +145,13 @@ def _effusion(img, markings, box, c, lateral, rng):
     markings[sl] *= 1.0 - fill  # fluid hides the lung markings
 
 
-@register_lesion("Cardiomegaly")
+@LESION_RENDERERS.register_as("Cardiomegaly")
 def _cardiomegaly(img, markings, box, c, lateral, rng):
     # The heart itself is drawn by the anatomy pass (render_phantom) at the box's size.
     pass
 
 
-@register_lesion("Pneumothorax")
+@LESION_RENDERERS.register_as("Pneumothorax")
 def _pneumothorax(img, markings, box, c, lateral, rng):
     sl, xs, ys = _roi(box, img.shape, pad=0)
     x0, y0, x1, y1 = box
@@ -173,7 +167,7 @@ def _pneumothorax(img, markings, box, c, lateral, rng):
     img[sl] += -c * rim + 0.8 * c * pleura
 
 
-@register_lesion("Atelectasis")
+@LESION_RENDERERS.register_as("Atelectasis")
 def _atelectasis(img, markings, box, c, lateral, rng):
     sl, xs, ys = _roi(box, img.shape, pad=0)
     x0, y0, x1, y1 = box
@@ -210,14 +204,14 @@ def _airspace(img, markings, box, c, rng, cover: float, cell_frac: float, envelo
     return sl, shape, patches, (w, h)
 
 
-@register_lesion("Infiltrate")
+@LESION_RENDERERS.register_as("Infiltrate")
 def _infiltrate(img, markings, box, c, lateral, rng):
     sl, shape, patches, (w, h) = _airspace(img, markings, box, c, rng, 0.45, 0.12, 2.0)
     fine = _smooth_noise(rng, shape, 2.5)  # reticular / granular fine texture
     img[sl] += c * patches * (0.75 + 0.25 * fine)
 
 
-@register_lesion("Pneumonia")
+@LESION_RENDERERS.register_as("Pneumonia")
 def _pneumonia(img, markings, box, c, lateral, rng):
     sl, shape, patches, (w, h) = _airspace(img, markings, box, c, rng, 0.8, 0.3, 3.0)
     # Air bronchograms: dark branching tubes inside the consolidation.
@@ -319,7 +313,7 @@ def render_phantom(
     for label, x0, y0, x1, y1 in boxes:
         lateral = -1.0 if (x0 + x1) / 2 < cx * size else 1.0  # -1: chest wall on the image left
         c = rng.uniform(*CONTRAST_RANGE)
-        LESION_RENDERERS[label](img, markings, (x0, y0, x1, y1), c, lateral, rng)
+        LESION_RENDERERS.get(label)(img, markings, (x0, y0, x1, y1), c, lateral, rng)
     img = (img + noise) * gain + offset
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
@@ -341,13 +335,6 @@ def _raw_first_line(path: str) -> str:
         return f.readline().rstrip("\r\n")
 
 
-def _atomic_write_text(path: str, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp_")
-    with os.fdopen(fd, "w", newline="") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _render_job(job: tuple) -> None:
     """Worker: render and atomically write one image (``(path, index, seed, size, boxes)``)."""
     path, index, seed, size, boxes = job
@@ -356,10 +343,7 @@ def _render_job(job: tuple) -> None:
     ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 3])
     if not ok:
         raise OSError(f"PNG encoding failed for {path}")
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(buf.tobytes())
-    os.replace(tmp, path)
+    write_bytes_atomic(path, buf.tobytes())
 
 
 def _read_boxes(bbox_csv: str) -> pd.DataFrame:
@@ -387,6 +371,109 @@ def _read_boxes(bbox_csv: str) -> pd.DataFrame:
     for f in ("x", "y", "w", "h"):
         df[f] = df[f].astype(float)
     return df
+
+
+def _cached_manifest(output_dir: str, key: dict, force: bool) -> tuple[dict | None, bool]:
+    """(the manifest in ``output_dir`` or None, whether it matches ``key`` with every image
+    present, i.e. the folder is up to date)."""
+    manifest_path = os.path.join(output_dir, MANIFEST)
+    if not os.path.isfile(manifest_path):
+        return None, False
+    with open(manifest_path) as f:
+        old = json.load(f)
+    img_dir = os.path.join(output_dir, "images")
+    fresh = not force and {k: old.get(k) for k in key} == key and os.path.isdir(img_dir)
+    return old, fresh and len(os.listdir(img_dir)) >= old.get("num_images", 0)
+
+
+def _read_data_entry(data_entry_csv: str, box_images: list[str]) -> pd.DataFrame:
+    """The Data_Entry table (strings), checked to have 11 columns and a row per box image."""
+    entry = pd.read_csv(data_entry_csv, dtype=str, keep_default_na=False)
+    if entry.shape[1] < 11:
+        raise ValueError(f"{data_entry_csv}: expected 11 columns, got {entry.shape[1]}")
+    missing = sorted(set(box_images) - set(entry.iloc[:, 0]))
+    if missing:
+        raise ValueError(f"{data_entry_csv}: no row for box image(s) {missing[:5]}")
+    return entry
+
+
+def _select_negatives(
+    entry: pd.DataFrame, box_images: list[str], num_negatives: int, seed: int, source: str
+) -> list[str]:
+    """``num_negatives`` ``No Finding`` images of the box patients, drawn with ``seed``."""
+    patients = {name.split("_")[0] for name in box_images}
+    names = entry.iloc[:, 0]
+    cand = entry[(entry.iloc[:, 1] == "No Finding") & names.str.split("_").str[0].isin(patients)]
+    cand_names = sorted(set(cand.iloc[:, 0]) - set(box_images))
+    if num_negatives > len(cand_names):
+        raise ValueError(
+            f"{source}: only {len(cand_names)} 'No Finding' images of box patients, "
+            f"{num_negatives} negatives requested"
+        )
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x4E4547]))
+    return sorted(rng.choice(cand_names, size=num_negatives, replace=False).tolist())
+
+
+def _render_jobs(
+    images: list[str], boxes: pd.DataFrame, img_dir: str, seed: int, size: int
+) -> list[tuple]:
+    """One ``_render_job`` argument per image: its boxes scaled from 1024 px to ``size``
+    (``(label, x0, y0, x1, y1)``, XYXY_ABS) and its index in ``images`` (its seed)."""
+    scale = size / NIH_SIZE
+    by_image = {k: g for k, g in boxes.groupby("image", sort=False)}
+    jobs = []
+    for index, name in enumerate(images):
+        b = []
+        if name in by_image:
+            for r in by_image[name].itertuples(index=False):
+                x0, y0 = r.x * scale, r.y * scale
+                b.append((r.label, x0, y0, x0 + r.w * scale, y0 + r.h * scale))
+        jobs.append((os.path.join(img_dir, name), index, int(seed), int(size), b))
+    return jobs
+
+
+def _render_all(jobs: list[tuple], workers: int) -> None:
+    """Render ``jobs`` in ``workers`` processes (1: in this one), with a progress bar on a tty."""
+    progress = tqdm(total=len(jobs), desc="phantom images", unit="img", disable=None)
+    with progress:
+        if workers <= 1:
+            for job in jobs:
+                _render_job(job)
+                progress.update()
+            return
+        # Fresh (spawned) workers: a forked child that touches OpenCV's thread pool after the
+        # parent started it can deadlock.
+        ctx = get_context("spawn")
+        with ctx.Pool(workers, initializer=cv2.setNumThreads, initargs=(1,)) as pool:
+            for _ in pool.imap_unordered(_render_job, jobs, chunksize=16):
+                progress.update()
+
+
+def _write_bbox_csv(path: str, boxes: pd.DataFrame, source: str, size: int) -> None:
+    """The box list with ``x, y, w, h`` scaled to ``size``; header copied from ``source``."""
+    scale = size / NIH_SIZE
+    lines = [_raw_first_line(source)]
+    lines += [
+        f"{r.image},{r.label},{r.x * scale:.6f},{r.y * scale:.6f},{r.w * scale:.6f},"
+        f"{r.h * scale:.6f}"
+        for r in boxes.itertuples(index=False)
+    ]
+    write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+def _write_data_entry(path: str, entry: pd.DataFrame, images: list[str], source: str, size: int):
+    """Data_Entry rows of ``images`` (in that order), original size set to ``size`` and pixel
+    spacing scaled so that the physical extent is kept; header copied from ``source``."""
+    rows = entry[entry.iloc[:, 0].isin(set(images))].copy()
+    rows = rows.set_index(rows.columns[0]).loc[images].reset_index()
+    ow, oh = rows.iloc[:, 7].astype(float), rows.iloc[:, 8].astype(float)
+    sx, sy = rows.iloc[:, 9].astype(float), rows.iloc[:, 10].astype(float)
+    rows.iloc[:, 7] = str(size)
+    rows.iloc[:, 8] = str(size)
+    rows.iloc[:, 9] = [f"{v:.6f}" for v in sx * ow / size]
+    rows.iloc[:, 10] = [f"{v:.6f}" for v in sy * oh / size]
+    body = rows.to_csv(header=False, index=False, lineterminator="\n")
+    write_text_atomic(path, _raw_first_line(source) + "\n" + body)
 
 
 def generate_phantom_dataset(
@@ -429,7 +516,6 @@ def generate_phantom_dataset(
     if num_negatives < 0:
         raise ValueError(f"num_negatives must be >= 0, got {num_negatives}")
     img_dir = os.path.join(output_dir, "images")
-    manifest_path = os.path.join(output_dir, MANIFEST)
     key = {
         "version": _VERSION,
         "size": int(size),
@@ -438,90 +524,29 @@ def generate_phantom_dataset(
         "bbox_csv_sha256": _sha256(bbox_csv),
         "data_entry_csv_sha256": _sha256(data_entry_csv),
     }
-    old = None
-    if os.path.isfile(manifest_path):
-        with open(manifest_path) as f:
-            old = json.load(f)
-    if not force and old is not None and {k: old.get(k) for k in key} == key:
-        if os.path.isdir(img_dir) and len(os.listdir(img_dir)) >= old.get("num_images", 0):
-            logger.info("Phantom set in %s is up to date (manifest matches): skipped", output_dir)
-            return {**old, "skipped": True, "seconds": time.perf_counter() - t0}
+    old, up_to_date = _cached_manifest(output_dir, key, force)
+    if up_to_date:
+        logger.info("Phantom set in %s is up to date (manifest matches): skipped", output_dir)
+        return {**old, "skipped": True, "seconds": time.perf_counter() - t0}
 
     boxes = _read_boxes(bbox_csv)
-    entry = pd.read_csv(data_entry_csv, dtype=str, keep_default_na=False)
-    if entry.shape[1] < 11:
-        raise ValueError(f"{data_entry_csv}: expected 11 columns, got {entry.shape[1]}")
     box_images = sorted(boxes["image"].unique())
-    missing = sorted(set(box_images) - set(entry.iloc[:, 0]))
-    if missing:
-        raise ValueError(f"{data_entry_csv}: no row for box image(s) {missing[:5]}")
-    patients = {name.split("_")[0] for name in box_images}
-    names = entry.iloc[:, 0]
-    cand = entry[(entry.iloc[:, 1] == "No Finding") & names.str.split("_").str[0].isin(patients)]
-    cand_names = sorted(set(cand.iloc[:, 0]) - set(box_images))
-    if num_negatives > len(cand_names):
-        raise ValueError(
-            f"{data_entry_csv}: only {len(cand_names)} 'No Finding' images of box patients, "
-            f"{num_negatives} negatives requested"
-        )
-    neg_rng = np.random.default_rng(np.random.SeedSequence([seed, 0x4E4547]))
-    negatives = sorted(neg_rng.choice(cand_names, size=num_negatives, replace=False).tolist())
+    entry = _read_data_entry(data_entry_csv, box_images)
+    negatives = _select_negatives(entry, box_images, num_negatives, seed, data_entry_csv)
     all_images = box_images + negatives
-
-    scale = size / NIH_SIZE
-    jobs = []
-    by_image = {k: g for k, g in boxes.groupby("image", sort=False)}
-    for index, name in enumerate(all_images):
-        rows = by_image.get(name)
-        b = []
-        if rows is not None:
-            for r in rows.itertuples(index=False):
-                x0, y0 = r.x * scale, r.y * scale
-                b.append((r.label, x0, y0, x0 + r.w * scale, y0 + r.h * scale))
-        jobs.append((os.path.join(img_dir, name), index, int(seed), int(size), b))
-
     os.makedirs(img_dir, exist_ok=True)
     if old is not None:  # stale previous render: drop the manifest first, extra images after
-        os.remove(manifest_path)
-    if workers > 1:
-        # Fresh (spawned) workers: a forked child that touches OpenCV's thread pool after the
-        # parent started it can deadlock.
-        ctx = get_context("spawn")
-        with ctx.Pool(workers, initializer=cv2.setNumThreads, initargs=(1,)) as pool:
-            for _ in pool.imap_unordered(_render_job, jobs, chunksize=16):
-                pass
-    else:
-        for job in jobs:
-            _render_job(job)
+        os.remove(os.path.join(output_dir, MANIFEST))
+    _render_all(_render_jobs(all_images, boxes, img_dir, seed, size), workers)
     keep = set(all_images)
     for fname in os.listdir(img_dir):
         if fname not in keep:
             os.remove(os.path.join(img_dir, fname))
-
-    out_boxes = boxes.copy()
-    for f in ("x", "y", "w", "h"):
-        out_boxes[f] = out_boxes[f] * scale
-    lines = [_raw_first_line(bbox_csv)]
-    lines += [
-        f"{r.image},{r.label},{r.x:.6f},{r.y:.6f},{r.w:.6f},{r.h:.6f}"
-        for r in out_boxes.itertuples(index=False)
-    ]
-    _atomic_write_text(os.path.join(output_dir, "BBox_List_2017.csv"), "\n".join(lines) + "\n")
-
-    rows = entry[names.isin(keep)].copy()
-    rows = rows.set_index(rows.columns[0]).loc[all_images].reset_index()
-    ow, oh = rows.iloc[:, 7].astype(float), rows.iloc[:, 8].astype(float)
-    sx, sy = rows.iloc[:, 9].astype(float), rows.iloc[:, 10].astype(float)
-    rows.iloc[:, 7] = str(size)
-    rows.iloc[:, 8] = str(size)
-    rows.iloc[:, 9] = [f"{v:.6f}" for v in sx * ow / size]
-    rows.iloc[:, 10] = [f"{v:.6f}" for v in sy * oh / size]
-    body = rows.to_csv(header=False, index=False, lineterminator="\n")
-    _atomic_write_text(
-        os.path.join(output_dir, "Data_Entry_2017_v2020.csv"),
-        _raw_first_line(data_entry_csv) + "\n" + body,
-    )
-
+    _write_bbox_csv(os.path.join(output_dir, "BBox_List_2017.csv"), boxes, bbox_csv, size)
+    _write_data_entry(
+        os.path.join(output_dir, "Data_Entry_2017_v2020.csv"), entry, all_images,
+        data_entry_csv, size,
+    )  # fmt: skip
     manifest = {
         **key,
         "num_images": len(all_images),
@@ -530,7 +555,8 @@ def generate_phantom_dataset(
         "contrast_range": list(CONTRAST_RANGE),
         "noise_sigma_range": list(NOISE_SIGMA_RANGE),
     }
-    _atomic_write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+    write_text_atomic(os.path.join(output_dir, MANIFEST), text)
     secs = time.perf_counter() - t0
     logger.info(
         "Rendered %d phantom images (%d px) into %s in %.1f s",

@@ -14,6 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..fileio import write_text_atomic
+
 __all__ = [
     "SPLIT_NAMES", "split_patients", "split_by_patient", "apply_split", "save_split",
     "load_split", "cached_split", "patient_key",
@@ -125,12 +127,9 @@ def split_by_patient(
 
 
 def save_split(path: str, split: dict[str, Sequence[str]], **meta) -> None:
-    """Write a split file atomically (temp file + ``os.replace``)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump({**meta, "splits": {k: list(v) for k, v in split.items()}}, f, indent=1)
-    os.replace(tmp, path)
+    """Write a split file atomically: JSON ``{**meta, "splits": {name: [patient ids]}}``."""
+    data = {**meta, "splits": {k: list(v) for k, v in split.items()}}
+    write_text_atomic(path, json.dumps(data, indent=1))
 
 
 def load_split(path: str) -> dict[str, list[str]]:

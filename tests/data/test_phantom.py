@@ -133,7 +133,7 @@ def test_data_entry_and_negatives(small_nih, rendered):
 
 @pytest.mark.parametrize("label", CLASSES)
 def test_lesion_changes_only_its_box(label):
-    assert set(CLASSES) <= set(LESION_RENDERERS)
+    assert set(CLASSES) <= set(LESION_RENDERERS.names())
     size = 256
     raw = pd.read_csv(NIH_BBOX, dtype=str).iloc[:, :6]
     row = raw[raw.iloc[:, 1] == label].iloc[0]
@@ -200,3 +200,42 @@ def test_loads_through_load_nih(small_nih, rendered):
         for a in d["annotations"]:
             x0, y0, x1, y1 = a["bbox"]
             assert 0 <= x0 < x1 <= SIZE and 0 <= y0 < y1 <= SIZE
+
+
+def test_outputs_have_plain_open_modes(rendered):
+    out, _ = rendered
+    umask = os.umask(0)
+    os.umask(umask)
+    for rel in _digest(out):
+        mode = os.stat(os.path.join(out, rel)).st_mode & 0o777
+        assert mode == 0o666 & ~umask, rel
+
+
+class _Tty:
+    """A text stream that says it is a terminal."""
+
+    def __init__(self):
+        self.text = ""
+
+    def write(self, s):
+        self.text += s
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_only_on_a_terminal(small_nih, tmp_path, monkeypatch, capsys):
+    from cxr.data import phantom
+
+    rendered = []
+    monkeypatch.setattr(phantom, "_render_job", rendered.append)
+    jobs = [("a.png",), ("b.png",), ("c.png",)]
+    phantom._render_all(jobs, workers=1)  # stderr captured by pytest: not a terminal
+    assert capsys.readouterr().err == "" and len(rendered) == 3
+    tty = _Tty()
+    monkeypatch.setattr("sys.stderr", tty)
+    phantom._render_all(jobs, workers=1)
+    assert "phantom images" in tty.text and "3/3" in tty.text

@@ -40,3 +40,11 @@ def test_resumable_sampler_skips_consumed_indices():
     other = ResumableSampler(NegativeRatioSampler(flags, 0.0, seed=99), 3)
     other.load_state_dict(wrapped.state_dict())
     assert list(itertools.islice(iter(other), 30)) == full
+
+
+def test_unknown_sampler_names_the_key_and_the_choices():
+    cfg = get_cfg()
+    cfg.DATALOADER.SAMPLER_TRAIN = "Nope"
+    with pytest.raises(KeyError, match="SAMPLER_TRAIN='Nope'.*NegativeRatioSampler"):
+        build_train_sampler(cfg, [{"annotations": []}])
+    assert "TrainingSampler" in SAMPLER_REGISTRY

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 from detectron2.structures import BoxMode
 
+from ...registry import NamedRegistry
 from .common import RowChecker, csv_line, log_summary, read_csv_checked
 
 __all__ = ["VINDR_CLASSES", "BOX_FUSIONS", "load_vindr", "pairwise_iou"]
@@ -39,16 +40,8 @@ VINDR_CLASSES = (
 NO_FINDING_ID = 14
 _BOX_FIELDS = ("x_min", "y_min", "x_max", "y_max")
 
-# name -> fn(annotations of one image, iou_thr) -> annotations; chosen by ``fusion=``.
-BOX_FUSIONS: dict[str, Callable[[list[dict], float], list[dict]]] = {}
-
-
-def _register_fusion(name: str):
-    def deco(fn):
-        BOX_FUSIONS[name] = fn
-        return fn
-
-    return deco
+BOX_FUSIONS = NamedRegistry("CXR_VINDR_BOX_FUSION")
+BOX_FUSIONS.__doc__ = "fusion= name -> fn(annotations of one image, iou_thr) -> annotations."
 
 
 def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -98,12 +91,12 @@ def _fused(cluster: list[dict]) -> dict:
     }
 
 
-@_register_fusion("none")
+@BOX_FUSIONS.register_as("none")
 def _fuse_none(annos: list[dict], iou_thr: float) -> list[dict]:
     return list(annos)
 
 
-@_register_fusion("wbf")
+@BOX_FUSIONS.register_as("wbf")
 def _fuse_wbf(annos: list[dict], iou_thr: float) -> list[dict]:
     out = []
     for group in _by_class(annos).values():
@@ -111,7 +104,7 @@ def _fuse_wbf(annos: list[dict], iou_thr: float) -> list[dict]:
     return out
 
 
-@_register_fusion("majority")
+@BOX_FUSIONS.register_as("majority")
 def _fuse_majority(annos: list[dict], iou_thr: float) -> list[dict]:
     out = []
     for group in _by_class(annos).values():
@@ -121,7 +114,7 @@ def _fuse_majority(annos: list[dict], iou_thr: float) -> list[dict]:
     return out
 
 
-@_register_fusion("nms")
+@BOX_FUSIONS.register_as("nms")
 def _fuse_nms(annos: list[dict], iou_thr: float) -> list[dict]:
     out = []
     for group in _by_class(annos).values():
@@ -170,7 +163,7 @@ def load_vindr(
         no patient id: ``patient_id`` = ``image_id``.
     """
     if fusion not in BOX_FUSIONS:
-        raise ValueError(f"unknown fusion {fusion!r}; choose one of {sorted(BOX_FUSIONS)}")
+        raise ValueError(f"unknown fusion {fusion!r}; choose one of {BOX_FUSIONS.names()}")
     names = list(VINDR_CLASSES) if classes is None else list(classes)
     for c in names:
         if c not in VINDR_CLASSES:
@@ -219,7 +212,7 @@ def load_vindr(
     out = []
     for image_id in sorted(k for k, v in records.items() if v is not None):
         rec = records[image_id]
-        rec["annotations"] = BOX_FUSIONS[fusion](raw[image_id], iou_thr)
+        rec["annotations"] = BOX_FUSIONS.get(fusion)(raw[image_id], iou_thr)
         out.append(rec)
     log_summary(f"VinDr-CXR {os.path.basename(csv_file)} (fusion={fusion})", out, names)
     return out
