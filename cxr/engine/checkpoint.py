@@ -6,27 +6,127 @@
   in the same folder, flushed and fsync'ed, then renamed over the target, so a kill at any
   instant leaves the previous complete checkpoint (and a tag pointing at a complete file);
 * safe loading: ``.pth`` files through ``torch.load(weights_only=True)`` (tensors and plain
-  containers only, no code); pickle-based ``.pkl`` files (detectron2 model-zoo format) are
-  refused unless ``allow_pickle=True``, because unpickling can run arbitrary code.
+  containers only, no code); ``.pkl`` files (detectron2 / Detectron / Caffe2 model-zoo format:
+  numpy arrays in dicts) through a restricted unpickler that admits numpy arrays, numpy scalars
+  and plain containers only, refusing any other global by name before anything runs;
+  ``allow_pickle=True`` reads other pickles with plain pickle (trusted files only);
+* remote weights: ``detectron2://...`` and ``https://...`` paths resolve through detectron2's
+  path handlers (downloaded once into the iopath cache, ``$FVCORE_CACHE``); without network and
+  without a cached copy they fail at once, naming the URL and where to put the file.
 """
 from __future__ import annotations
 
 import logging
 import os
+import pickle
+import socket
 from typing import Any
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.utils.file_io import PathManager
 
 from ..fileio import atomic_write, write_bytes_atomic
 
-__all__ = ["CXRCheckpointer", "UnsafeCheckpointError", "load_model_weights"]
+__all__ = [
+    "CXRCheckpointer",
+    "UnsafeCheckpointError",
+    "WeightsUnavailableError",
+    "load_model_weights",
+    "load_numpy_pickle",
+    "resolve_weights_path",
+]
+
+# Globals a numpy-only pickle needs: array / scalar / dtype reconstruction (numpy 1 and 2 module
+# names; _frombuffer for protocol 5), OrderedDict, and the bytes encoder of protocol-2 pickles
+# written by Python 3. Each only builds arrays, dicts or bytes from data.
+_NUMPY_PICKLE_GLOBALS = frozenset(
+    [(f"numpy.{core}.multiarray", "_reconstruct") for core in ("core", "_core")]
+    + [(f"numpy.{core}.multiarray", "scalar") for core in ("core", "_core")]
+    + [(f"numpy.{core}.numeric", "_frombuffer") for core in ("core", "_core")]
+    + [("numpy", "ndarray"), ("numpy", "dtype"), ("collections", "OrderedDict")]
+    + [("_codecs", "encode")]
+)
+# Seconds a download may wait on the network before the offline message is raised.
+_NETWORK_TIMEOUT_S = 20.0
 
 logger = logging.getLogger(__name__)
 
 
 class UnsafeCheckpointError(ValueError):
     """A checkpoint file would need pickle (or unsafe torch.load) to be read."""
+
+
+class WeightsUnavailableError(OSError):
+    """Remote weights could not be downloaded and are not cached locally."""
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    def __init__(self, file, filename: str):
+        super().__init__(file, encoding="latin1")  # Python 2 (Caffe2) pickles hold str bytes
+        self.filename = filename
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _NUMPY_PICKLE_GLOBALS:
+            return super().find_class(module, name)
+        raise UnsafeCheckpointError(
+            f"{self.filename}: refused: the pickle needs the global {module}.{name}; only numpy "
+            "arrays and plain containers load without --allow-pickle (unpickling other objects "
+            "can run code). Pass --allow-pickle only if you trust its source."
+        )
+
+
+def load_numpy_pickle(filename: str) -> Any:
+    """Unpickle ``filename`` admitting only numpy arrays / scalars / dtypes and plain containers.
+
+    Raises:
+        UnsafeCheckpointError: naming the first other global; nothing of the payload runs.
+    """
+    try:
+        with open(filename, "rb") as f:
+            return _NumpyOnlyUnpickler(f, filename).load()
+    except (UnsafeCheckpointError, FileNotFoundError):
+        raise
+    except Exception as e:  # truncated or not a pickle
+        raise UnsafeCheckpointError(f"{filename}: not a readable pickle: {e}") from None
+
+
+def _as_detectron2_checkpoint(data: Any, filename: str) -> dict:
+    """detectron2's reading of a model-zoo pickle: its own format (``model`` + ``__author__``)
+    as is; otherwise Caffe2 / Detectron blobs, with detectron2's name-matching heuristics."""
+    if not isinstance(data, dict):
+        raise UnsafeCheckpointError(f"{filename}: not a checkpoint dict")
+    if "model" in data and "__author__" in data:
+        logger.info("Reading %s written by %r", filename, data["__author__"])
+        return data
+    blobs = data.get("blobs", data)  # detection models nest their arrays under "blobs"
+    blobs = {k: v for k, v in blobs.items() if not k.endswith("_momentum")}
+    return {"model": blobs, "__author__": "Caffe2", "matching_heuristics": True}
+
+
+def resolve_weights_path(path: str) -> str:
+    """A local file for ``path``: itself, or the cached download of a ``detectron2://`` /
+    ``https://`` path (detectron2's path handlers; fetched once into the iopath cache).
+
+    Raises:
+        WeightsUnavailableError: no network (or an unreachable host) and no cached copy.
+    """
+    if not path or os.path.isfile(path) or "://" not in path:
+        return path
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(_NETWORK_TIMEOUT_S)
+    try:
+        return PathManager.get_local_path(path)
+    except OSError as e:  # URLError, socket timeout, DNS failure
+        url = path.replace("detectron2://", "https://dl.fbaipublicfiles.com/detectron2/")
+        cache = os.path.expanduser(os.getenv("FVCORE_CACHE", "~/.torch/iopath_cache"))
+        raise WeightsUnavailableError(
+            f"MODEL.WEIGHTS {path}: cannot download {url} ({e}). Offline: fetch that URL on a "
+            "machine with internet, copy the file here and set MODEL.WEIGHTS to its local path "
+            f"(or place it in the download cache under {cache}/, same sub-folders as the URL)."
+        ) from None
+    finally:
+        socket.setdefaulttimeout(previous)
 
 
 class CXRCheckpointer(DetectionCheckpointer):
@@ -63,14 +163,20 @@ class CXRCheckpointer(DetectionCheckpointer):
             os.path.join(self.save_dir, "last_checkpoint"), last_filename_basename.encode()
         )
 
+    def load(self, path: str, *args: Any, **kwargs: Any) -> dict:
+        """As detectron2's, with ``detectron2://`` / URL paths resolved (or an offline error)."""
+        return super().load(resolve_weights_path(path), *args, **kwargs)
+
     def _load_file(self, filename: str) -> dict:
-        if filename.endswith(".pkl") and not self.allow_pickle:
-            raise UnsafeCheckpointError(
-                f"{filename}: refused: .pkl checkpoints are Python pickles and can run code when "
-                "loaded. Convert it to .pth, or pass --allow-pickle if you trust its source."
-            )
         if filename.endswith(".pkl"):
-            return super()._load_file(filename)
+            try:
+                data = load_numpy_pickle(filename)
+            except UnsafeCheckpointError:
+                if not self.allow_pickle:
+                    raise
+                self.logger.warning("%s: not numpy-only; unpickled (--allow-pickle)", filename)
+                return super()._load_file(filename)
+            return _as_detectron2_checkpoint(data, filename)
         try:
             with open(filename, "rb") as f:
                 loaded = torch.load(f, map_location="cpu", weights_only=True)
@@ -87,7 +193,9 @@ class CXRCheckpointer(DetectionCheckpointer):
         return loaded
 
 
-def load_model_weights(model, path: str, *, use_ema: bool = True, allow_pickle: bool = False) -> dict:
+def load_model_weights(
+    model, path: str, *, use_ema: bool = True, allow_pickle: bool = False
+) -> dict:
     """Load a checkpoint into ``model`` for evaluation or inference.
 
     When the checkpoint carries EMA weights (key ``"ema"``, written when ``MODEL.EMA.ENABLED``)
@@ -97,7 +205,7 @@ def load_model_weights(model, path: str, *, use_ema: bool = True, allow_pickle: 
         The remaining checkpoint entries (e.g. ``iteration``).
     """
     checkpointer = CXRCheckpointer(model, allow_pickle=allow_pickle)
-    checkpoint = checkpointer._load_file(path)
+    checkpoint = checkpointer._load_file(resolve_weights_path(path))
     ema = checkpoint.pop("ema", None)
     if use_ema and ema is not None:
         logger.info("Loading the EMA weights of %s", path)
@@ -117,6 +225,10 @@ def export_model_weights(src: str, dst: str, *, use_ema: bool = True, half: bool
     weights = ckpt["ema"]["weights"] if use_ema and "ema" in ckpt else ckpt["model"]
     if half:
         weights = {k: v.half() if v.dtype == torch.float32 else v for k, v in weights.items()}
-    meta = {"source": os.path.basename(src), "iteration": ckpt.get("iteration"), "ema": use_ema and "ema" in ckpt}
+    meta = {
+        "source": os.path.basename(src),
+        "iteration": ckpt.get("iteration"),
+        "ema": use_ema and "ema" in ckpt,
+    }
     atomic_write(dst, lambda f: torch.save({"model": weights, "meta": meta}, f))
     return meta

@@ -4,14 +4,33 @@ from detectron2.config import CfgNode as CN
 
 def add_modeling_config(cfg) -> None:
     """Add the :mod:`cxr.modeling` keys to ``cfg`` in place."""
-    # --- EfficientNet trunk (timm, always built with pretrained=False; never downloads) ---
+    # --- Any timm trunk (build_timm_fpn_backbone, build_timm_bifpn_backbone) ---
+    cfg.MODEL.TIMM = CN()
+    # timm model name, e.g. "densenet121", "resnet50", "convnext_tiny", "efficientnetv2_rw_t".
+    # Under build_timm_bifpn_backbone, empty: MODEL.EFFICIENTNET.NAME or the BiFPN preset's trunk.
+    # Input channels follow MODEL.PIXEL_MEAN (1 value with INPUT.FORMAT "L").
+    cfg.MODEL.TIMM.NAME = ""
+    # timm feature indices of the stride 8, 16, 32 maps; empty: the trunk's last three.
+    cfg.MODEL.TIMM.OUT_INDICES = []
+    # True: timm fetches the trunk's default pretrained weights (its hub cache is honored). With
+    # no network and no cached copy this fails at once, naming the weights and MODEL.TIMM.WEIGHTS.
+    cfg.MODEL.TIMM.PRETRAINED = False
+    # Local trunk weights: a state dict of the timm classification model (or of the trunk; or a
+    # checkpoint with a "model"/"state_dict" entry), read without pickle code
+    # (torch.load weights_only=True) and adapted by timm (1-channel input, classifier dropped).
+    # Wins over PRETRAINED. MODEL.WEIGHTS (whole detector) is applied after it.
+    cfg.MODEL.TIMM.WEIGHTS = ""
+    # Stochastic depth (drop-path) rate inside the trunk, for trunks that have it.
+    cfg.MODEL.TIMM.DROP_PATH_RATE = 0.0
+    # Trunk stages frozen (0: train all; 1: the stem; n: the stem + first n-1 feature stages).
+    cfg.MODEL.TIMM.FREEZE_AT = 0
+
+    # --- EfficientNet trunk of the EfficientDet backbone (MODEL.TIMM keys win when set) ---
     cfg.MODEL.EFFICIENTNET = CN()
     # timm model name of the trunk, e.g. "efficientnet_b0", "efficientnet_lite0".
     # Empty: the trunk of MODEL.BIFPN.PRESET (D0 -> efficientnet_b0, Lite0 -> efficientnet_lite0).
     cfg.MODEL.EFFICIENTNET.NAME = ""
-    # Optional local weights file for the trunk alone (a timm/torchvision-style state dict, or a
-    # checkpoint with a "model"/"state_dict" entry). Empty: random init. Loaded non-strictly with
-    # missing/unexpected keys logged. MODEL.WEIGHTS (whole detector) is applied after it.
+    # Local weights file for the trunk alone (as MODEL.TIMM.WEIGHTS). Empty: random init.
     cfg.MODEL.EFFICIENTNET.WEIGHTS = ""
     # Stochastic depth (drop-path) rate inside the trunk's blocks during training.
     cfg.MODEL.EFFICIENTNET.DROP_PATH_RATE = 0.0
@@ -20,8 +39,10 @@ def add_modeling_config(cfg) -> None:
 
     # --- BiFPN (ours): trunk strides 8/16/32 -> p3..p7 ---
     cfg.MODEL.BIFPN = CN()
-    # EfficientDet scaling preset: D0, D1, D2, D3, Lite0, Lite1, Lite2, Lite3 (case-insensitive).
-    # Sets trunk, channels, layers, activation and fusion unless overridden below.
+    # EfficientDet scaling preset: D0, D1, D2, D3, Lite0, Lite1, Lite2, Lite3 (case-insensitive),
+    # and their TF_ twins (TF_D0, TF_Lite0, ...: tf_efficientnet trunk, PADDING "same"; the
+    # layout of effdet's tf_efficientdet weights). Sets trunk, channels, layers, activation,
+    # fusion and padding unless overridden below.
     cfg.MODEL.BIFPN.PRESET = "D0"
     # BiFPN width (channels of every p3..p7 map). 0: from the preset (D0 64, D1 88, D2 112, D3 160).
     cfg.MODEL.BIFPN.OUT_CHANNELS = 0
@@ -42,6 +63,22 @@ def add_modeling_config(cfg) -> None:
     cfg.MODEL.BIFPN.CHANNELS_LAST = True
     # Activation in BiFPN and EfficientDet head: "silu" (swish) or "relu6". Empty: from preset.
     cfg.MODEL.BIFPN.ACTIVATION = ""
+    # Max-pool downsampling padding: "" (symmetric) or "same" (TensorFlow: an even side is padded
+    # at the bottom/right only). Empty: from the preset ("same" for TF_ presets).
+    cfg.MODEL.BIFPN.PADDING = ""
+    # EfficientDet's graph: the first BiFPN layer's bottom-up nodes at p4/p5 take their own 1x1
+    # lateral of c4/c5 (needed to load effdet weights). False: share the top-down laterals.
+    cfg.MODEL.BIFPN.SEPARATE_LATERALS = True
+
+    # --- EfficientDetAnchorGenerator (MODEL.ANCHOR_GENERATOR.NAME) ---
+    # effdet's anchors: per level with stride s, for octave o < NUM_SCALES and each (w, h) pair
+    # of WH_RATIOS, a box of width ANCHOR_SCALE * s * 2^(o / NUM_SCALES) * w (height likewise)
+    # centred on the cell centre (MODEL.ANCHOR_GENERATOR.OFFSET 0.5). Anchor index: o * pairs + j.
+    cfg.MODEL.ANCHOR_GENERATOR.ANCHOR_SCALE = 4.0
+    # Anchor octave scales per level.
+    cfg.MODEL.ANCHOR_GENERATOR.NUM_SCALES = 3
+    # (width, height) multipliers; EfficientDet's (1.4, 0.7) is its aspect ratio 2.
+    cfg.MODEL.ANCHOR_GENERATOR.WH_RATIOS = [[1.0, 1.0], [1.4, 0.7], [0.7, 1.4]]
 
     # --- CXRRetinaNet additions (detectron2's MODEL.RETINANET keys stay as they are) ---
     # Head built by name from cxr.modeling.RETINANET_HEAD_REGISTRY: "RetinaNetHead" (detectron2's,
