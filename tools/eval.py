@@ -14,11 +14,10 @@ Files mode (scores any model's COCO results; no model)::
     python tools/eval.py --gt-json gt.json --detections results.json --output DIR
 
 Both print a per-class table and write DIR/metrics.json, per_class.csv, predictions.json,
-thresholds.json, PNG plots and TensorBoard event files. Logic: :mod:`cxr.evaluation.runner`.
+thresholds.json, PNG plots, TensorBoard event files and log.txt. Logic: :mod:`cxr.apps`.
 """
 
 import argparse
-import logging
 import sys
 
 import cxr  # noqa: F401  (registers datasets, models, evaluators)
@@ -55,15 +54,9 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    from detectron2.utils.logger import setup_logger
+    from cxr.apps.tools import run_eval
 
-    from cxr.evaluation.runner import run_cli
-
-    args = parse_args(argv)
-    setup_logger(name="cxr")
-    setup_logger(name="detectron2", abbrev_name="d2")
-    logging.getLogger("cxr").setLevel(logging.INFO)
-    return run_cli(args)
+    return run_eval(parse_args(argv))
 
 
 if __name__ == "__main__":

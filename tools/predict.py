@@ -6,13 +6,14 @@
 
 Writes preds/predictions.csv (file, class, score, x1, y1, x2, y2; XYXY_ABS pixels),
 preds/findings.csv (per-image findings at the operating points: thresholds.json, or
---cm-threshold for every class) and preds/overlays/*.png. Never writes beside or over its inputs.
-Logic: :mod:`cxr.evaluation.predictor`.
+--cm-threshold for every class), preds/overlays/*.png, preds/errors.csv (inputs that could not
+be read, and files that are not images) and preds/log.txt. DICOM files are recognised by content,
+whatever their name. Never writes beside or over its inputs. Exits non-zero when no input image
+could be read. Logic: :mod:`cxr.apps.predictor`.
 """
 
 import argparse
 import json
-import logging
 import sys
 
 import cxr  # noqa: F401  (registers datasets and models)
@@ -44,47 +45,12 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    import torch
-    from detectron2.utils.logger import setup_logger
+    from cxr.apps.tools import run_predict
 
-    from cxr.config import load_config
-    from cxr.evaluation import load_thresholds
-    from cxr.evaluation.predictor import (
-        XrayPredictor,
-        check_predict_output,
-        class_names_from_cfg,
-        predict_files,
-    )
-
-    args = parse_args(argv)
-    setup_logger(name="cxr")
-    logging.getLogger("cxr").setLevel(logging.INFO)
-    check_predict_output(args.output, args.input)
-    cfg = load_config(args.config_file, args.opts)
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        cfg.MODEL.DEVICE = "cpu"
-    cfg.freeze()
-    names = [c.strip() for c in args.classes.split(",") if c.strip()] or class_names_from_cfg(cfg)
-    if not names:
-        raise SystemExit(
-            "class names unknown: pass --classes A,B,... or a config whose "
-            "DATASETS.TEST is registered"
-        )
-    thresholds = load_thresholds(args.thresholds) if args.thresholds else None
-    cm = cfg.CXR.EVAL.CM_THRESHOLD if args.cm_threshold is None else args.cm_threshold
-    stats = predict_files(
-        XrayPredictor(cfg, args.checkpoint),
-        args.input,
-        args.output,
-        names,
-        thresholds,
-        cm,
-        len(cfg.MODEL.PIXEL_MEAN),
-        not args.no_overlays,
-    )
+    stats = run_predict(parse_args(argv))
     print(json.dumps(stats))
     return stats
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main() is not None else 1)
+    sys.exit(0 if main()["images"] > 0 else 1)

@@ -18,7 +18,7 @@ import struct
 import cv2
 import numpy as np
 
-__all__ = ["ImageReadError", "read_xray", "read_xray_size", "is_dicom"]
+__all__ = ["ImageReadError", "has_dicom_preamble", "is_dicom", "read_xray", "read_xray_size"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,17 +35,33 @@ class ImageReadError(OSError):
         super().__init__(f"cannot read image {self.file}: {reason}")
 
 
+def has_dicom_preamble(head: bytes) -> bool:
+    """True when ``head`` (a file's first bytes) holds the DICOM ``DICM`` magic at byte 128."""
+    return len(head) >= 132 and head[128:132] == b"DICM"
+
+
+def _has_image_signature(head: bytes) -> bool:
+    return head[:8] == _PNG_SIG or head[:2] == b"\xff\xd8"
+
+
 def is_dicom(path: str, head: bytes | None = None) -> bool:
-    """True when ``path`` has a DICOM extension or the ``DICM`` magic at byte 128."""
-    if str(path).lower().endswith(_DICOM_EXTS):
-        return True
+    """True when the file is DICOM: by content first (the ``DICM`` preamble, whatever the file
+    name, e.g. extensionless PACS exports), else by a ``.dcm`` / ``.dicom`` extension on a file
+    that is not a PNG / JPEG (DICOM files without a preamble exist).
+
+    Args:
+        path: the file (read for its first 132 bytes when ``head`` is None).
+        head: the file's first bytes, when already read.
+    """
     if head is None:
         try:
             with open(path, "rb") as f:
                 head = f.read(132)
         except OSError:
-            return False
-    return len(head) >= 132 and head[128:132] == b"DICM"
+            head = b""
+    if has_dicom_preamble(head):
+        return True
+    return str(path).lower().endswith(_DICOM_EXTS) and not _has_image_signature(head)
 
 
 def _read_bytes(path: str) -> bytes:

@@ -1,3 +1,3 @@
 """Engine: the Trainer and its hooks, and the tools' shared setup."""
-from .defaults import setup  # noqa: F401
+from .defaults import setup, setup_config, setup_logging  # noqa: F401
 from .trainer import Trainer  # noqa: F401

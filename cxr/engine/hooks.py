@@ -1,9 +1,9 @@
 """Training hooks added by cxr on top of detectron2's defaults."""
+
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 from typing import Callable
 
 import numpy as np
@@ -130,7 +130,7 @@ class PredictionVisHook(HookBase):
         self._metadata = MetadataCatalog.get(dataset_name)
         self._score_thresh = score_thresh
 
-    def _render(self, record: dict, model, ema: ModelEMA | None) -> np.ndarray:
+    def _render(self, record: dict, model) -> np.ndarray:
         inputs = self._mapper(dict(record))
         with torch.no_grad():
             instances = model([inputs])[0]["instances"].to("cpu")
@@ -166,7 +166,7 @@ class PredictionVisHook(HookBase):
         model.eval()
         try:
             for i, record in enumerate(self._dicts):
-                img = self._render(record, unwrap(model), None)
+                img = self._render(record, unwrap(model))
                 self.trainer.storage.put_image(f"cxr/vis/{i}", img.transpose(2, 0, 1))
         finally:
             model.train(was_training)

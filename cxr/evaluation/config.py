@@ -27,3 +27,37 @@ def add_evaluation_config(cfg) -> None:
     cfg.CXR.EVAL.MAX_DETS = 100
     # Write the PNG plots (FROC, PR, ROC, confusion counts) into the output folder.
     cfg.CXR.EVAL.PLOTS = True
+
+
+def eval_kwargs_from_cfg(cfg, **overrides) -> dict:
+    """The :func:`~cxr.evaluation.medical.compute_medical_metrics` keywords of ``cfg.CXR.EVAL``.
+
+    The one mapping from config keys to evaluation options (the evaluator, ``tools/eval.py``
+    and ``tools/predict.py`` use it). ``thresholds`` is the ``THRESHOLDS_FILE`` path (None when
+    empty); load it with :func:`~cxr.evaluation.operating_points.load_thresholds`.
+
+    Args:
+        overrides: keyword -> value replacing the config's; None values are ignored (an unset
+            command-line flag).
+
+    Returns:
+        dict with ``cm_threshold``, ``thresholds``, ``bootstrap``, ``seed``, ``iou_froc``,
+        ``iou_voc``, ``operating_point``, ``target_sensitivity``, ``max_dets``.
+    """
+    e = cfg.CXR.EVAL
+    kw = {
+        "cm_threshold": e.CM_THRESHOLD,
+        "thresholds": e.THRESHOLDS_FILE or None,
+        "bootstrap": e.BOOTSTRAP,
+        "seed": e.BOOTSTRAP_SEED,
+        "iou_froc": e.IOU_FROC,
+        "iou_voc": e.IOU_VOC,
+        "operating_point": e.OPERATING_POINT,
+        "target_sensitivity": e.TARGET_SENSITIVITY,
+        "max_dets": e.MAX_DETS,
+    }
+    unknown = set(overrides) - set(kw)
+    if unknown:
+        raise TypeError(f"unknown evaluation options {sorted(unknown)}; known: {sorted(kw)}")
+    kw.update({k: v for k, v in overrides.items() if v is not None})
+    return kw

@@ -4,129 +4,24 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import time
-from typing import Sequence
 
 import numpy as np
 from detectron2.config import configurable
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
-from detectron2.structures import BoxMode
 from detectron2.utils import comm
 
 from .build import EVALUATOR_REGISTRY
+from .config import eval_kwargs_from_cfg
 from .medical import MedicalResult, compute_medical_metrics, flat_results
-from .metrics import DetectionSet
 from .operating_points import load_thresholds
+from .records import coco_category_ids, dataset_to_detection_set
 from .report import format_table, log_to_event_storage, write_report
 
-__all__ = ["CXREvaluator", "dataset_to_detection_set"]
+__all__ = ["CXREvaluator", "dataset_to_detection_set"]  # the builder lives in .records
 
 logger = logging.getLogger(__name__)
-
-
-def _sorted_ids(ids: list) -> list:
-    """Image ids in sorted order (pycocotools' order) when comparable, else as given."""
-    try:
-        return sorted(ids)
-    except TypeError:
-        return list(ids)
-
-
-def dataset_to_detection_set(
-    dataset_dicts: Sequence[dict],
-    num_classes: int,
-    predictions: Sequence[dict],
-    dataset_name: str = "dataset",
-) -> tuple[DetectionSet, list, list]:
-    """Build a :class:`DetectionSet` from detectron2 dataset dicts and per-image predictions.
-
-    Args:
-        dataset_dicts: detectron2 dicts: ``image_id``, ``annotations`` (``bbox`` in any
-            ``bbox_mode``, contiguous ``category_id``, optional ``iscrowd`` / ``area``), optional
-            ``patient_id``.
-        num_classes: C.
-        predictions: dicts ``{"image_id", "boxes": (n, 4) XYXY_ABS, "scores": (n,),
-            "classes": (n,)}``; images without an entry have no detections.
-
-    Returns:
-        ``(set, image_ids, patient_ids)``: images ordered by sorted image id; patient id per image
-        (``"image:<id>"`` when the dict has none).
-
-    Raises:
-        ValueError naming the dataset, image and field on bad annotations / predictions.
-    """
-    ids = [d["image_id"] for d in dataset_dicts]
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"{dataset_name}: field image_id is not unique across the dataset dicts")
-    order = _sorted_ids(ids)
-    index = {i: k for k, i in enumerate(order)}
-    by_id = {d["image_id"]: d for d in dataset_dicts}
-    gi, gc, gxyxy, gxywh, garea, gcrowd = [], [], [], [], [], []
-    patients = []
-    for k, iid in enumerate(order):
-        d = by_id[iid]
-        patients.append(str(d["patient_id"]) if d.get("patient_id") is not None else f"image:{iid}")
-        for j, a in enumerate(d.get("annotations", [])):
-            cat = a.get("category_id")
-            if not isinstance(cat, (int, np.integer)) or not 0 <= cat < num_classes:
-                raise ValueError(
-                    f"{dataset_name}: image {iid!r}, annotation {j}: field "
-                    f"category_id={cat!r} not in [0, {num_classes})"
-                )
-            box = [float(v) for v in a["bbox"]]
-            mode = a.get("bbox_mode", BoxMode.XYXY_ABS)
-            if mode == BoxMode.XYWH_ABS:
-                xywh = box
-                xyxy = [box[0], box[1], box[0] + box[2], box[1] + box[3]]
-            else:
-                xyxy = [float(v) for v in BoxMode.convert(box, mode, BoxMode.XYXY_ABS)]
-                xywh = [xyxy[0], xyxy[1], xyxy[2] - xyxy[0], xyxy[3] - xyxy[1]]
-            if not np.all(np.isfinite(xyxy)) or xywh[2] < 0 or xywh[3] < 0:
-                raise ValueError(
-                    f"{dataset_name}: image {iid!r}, annotation {j}: field bbox "
-                    f"{box} is not a valid box"
-                )
-            gi.append(k), gc.append(int(cat)), gxyxy.append(xyxy), gxywh.append(xywh)
-            garea.append(float(a["area"]) if "area" in a else xywh[2] * xywh[3])
-            gcrowd.append(bool(a.get("iscrowd", 0)))
-    di, dc, db, ds_ = [], [], [], []
-    for p in predictions:
-        iid = p["image_id"]
-        if iid not in index:
-            raise ValueError(
-                f"{dataset_name}: prediction for image_id {iid!r}, which is not in " "the dataset"
-            )
-        n = len(p["scores"])
-        if n == 0:
-            continue
-        cls = np.asarray(p["classes"], np.int64)
-        if cls.min() < 0 or cls.max() >= num_classes:
-            raise ValueError(
-                f"{dataset_name}: prediction for image {iid!r}: field classes has "
-                f"values outside [0, {num_classes})"
-            )
-        di.append(np.full(n, index[iid])), dc.append(cls)
-        db.append(np.asarray(p["boxes"], np.float64).reshape(n, 4))
-        ds_.append(np.asarray(p["scores"], np.float64))
-    cat = lambda xs, shape: np.concatenate(xs) if xs else np.zeros(shape)  # noqa: E731
-    dxyxy = cat(db, (0, 4))
-    dset = DetectionSet(
-        num_images=len(order),
-        num_classes=num_classes,
-        gt_image=np.asarray(gi, np.int64),
-        gt_class=np.asarray(gc, np.int64),
-        gt_boxes=np.asarray(gxyxy, np.float64).reshape(-1, 4),
-        gt_boxes_xywh=np.asarray(gxywh, np.float64).reshape(-1, 4),
-        gt_area=np.asarray(garea, np.float64),
-        gt_crowd=np.asarray(gcrowd, bool),
-        dt_image=cat(di, (0,)).astype(np.int64),
-        dt_class=cat(dc, (0,)).astype(np.int64),
-        dt_boxes=dxyxy,
-        dt_scores=cat(ds_, (0,)),
-    )
-    return dset, order, patients
 
 
 class CXREvaluator(DatasetEvaluator):
@@ -202,32 +97,23 @@ class CXREvaluator(DatasetEvaluator):
         self._distributed = distributed
         meta = MetadataCatalog.get(dataset_name)
         self._class_names = list(meta.thing_classes)
-        id_map = meta.get("thing_dataset_id_to_contiguous_id", None)
-        self._contiguous_to_dataset = (
-            {v: k for k, v in id_map.items()}
-            if id_map
-            else {i: i for i in range(len(self._class_names))}
-        )
+        self._contiguous_to_dataset = coco_category_ids(meta, len(self._class_names))
         self.last_result: MedicalResult | None = None
         self.reset()
 
     @classmethod
     def from_config(cls, cfg, dataset_name: str, output_dir: str | None = None) -> dict:
-        e = cfg.CXR.EVAL
         return {
             "dataset_name": dataset_name,
             "output_dir": output_dir,
-            "cm_threshold": e.CM_THRESHOLD,
-            "thresholds": e.THRESHOLDS_FILE or None,
-            "bootstrap": e.BOOTSTRAP,
-            "seed": e.BOOTSTRAP_SEED,
-            "iou_froc": e.IOU_FROC,
-            "iou_voc": e.IOU_VOC,
-            "operating_point": e.OPERATING_POINT,
-            "target_sensitivity": e.TARGET_SENSITIVITY,
-            "max_dets": e.MAX_DETS,
-            "plots": e.PLOTS,
+            **eval_kwargs_from_cfg(cfg),
+            "plots": cfg.CXR.EVAL.PLOTS,
         }
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names by contiguous class index (the dataset's ``thing_classes``)."""
+        return list(self._class_names)
 
     def reset(self) -> None:
         self._predictions: list[dict] = []
@@ -253,7 +139,8 @@ class CXREvaluator(DatasetEvaluator):
         self._predictions.extend(predictions)
 
     def coco_results(self, predictions: list[dict]) -> list[dict]:
-        """Predictions in COCO results format (XYWH_ABS boxes, dataset category ids)."""
+        """Predictions in COCO results format: XYWH_ABS boxes, the dataset's image ids, COCO
+        category ids (see ``__init__``) and the class name as ``category_name``."""
         out = []
         for p in predictions:
             b = np.asarray(p["boxes"], np.float64).reshape(-1, 4)
@@ -262,6 +149,7 @@ class CXREvaluator(DatasetEvaluator):
                     {
                         "image_id": p["image_id"],
                         "category_id": int(self._contiguous_to_dataset[int(c)]),
+                        "category_name": self._class_names[int(c)],
                         "bbox": [
                             float(box[0]),
                             float(box[1]),
@@ -288,10 +176,7 @@ class CXREvaluator(DatasetEvaluator):
         dset, _, patients = dataset_to_detection_set(
             dicts, len(self._class_names), preds, self._dataset_name
         )
-        has_patients = any(not p.startswith("image:") for p in patients)
-        res = compute_medical_metrics(
-            dset, self._class_names, patient_ids=patients if has_patients else None, **self._kw
-        )
+        res = compute_medical_metrics(dset, self._class_names, patient_ids=patients, **self._kw)
         res.metrics["settings"]["dataset"] = self._dataset_name
         self.last_result = res
         logger.info(

@@ -1,7 +1,7 @@
 """The full medical metric set of one :class:`~cxr.evaluation.metrics.DetectionSet`.
 
 :func:`compute_medical_metrics` applies every rule of :mod:`cxr.evaluation.metrics` and returns
-the ``metrics.json`` content (schema in README, "Evaluation and metrics") plus the arrays the
+the ``metrics.json`` content (schema in docs/evaluation.md) plus the arrays the
 report needs for plots. Pure numpy; no detectron2 state.
 """
 
@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from . import metrics as M
-from .operating_points import select_thresholds
+from .operating_points import class_thresholds, positive_findings, select_thresholds
 
 __all__ = ["MedicalResult", "compute_medical_metrics", "flat_results", "to_jsonable"]
 
@@ -67,7 +67,11 @@ def _image_level(scores, labels, thr, W, class_names):
     # "any finding": score = max over classes; predicted positive = some class positive at its
     # own threshold (the same as max score >= threshold when every class shares one threshold).
     any_scores = scores.max(1) if scores.shape[1] else np.zeros(len(scores))
-    any_pred = (scores >= thr[None, :]).any(1) if scores.shape[1] else np.zeros(len(scores), bool)
+    any_pred = (
+        positive_findings(scores, thr[None, :]).any(1)
+        if scores.shape[1]
+        else np.zeros(len(scores), bool)
+    )
     any_lab = labels.any(1) if labels.shape[1] else np.zeros(len(labels), bool)
     # encode the any-class decision as a 0/1 score with threshold 0.5 for the counts
     anyd = M.image_level_metrics(any_pred.astype(float), any_lab, 0.5, W)
@@ -80,6 +84,155 @@ def _image_level(scores, labels, thr, W, class_names):
     else:
         macro = {k: np.full(W.shape[0], np.nan) for k in MACRO_KEYS}
     return per, anyd, macro
+
+
+@dataclasses.dataclass
+class _Options:
+    """The rule parameters of one :func:`compute_medical_metrics` call."""
+
+    cm_threshold: float
+    thresholds: dict
+    iou_froc: float
+    iou_voc: float
+    fps_per_image: Sequence[float]
+    iobb_thresholds: Sequence[float]
+    bootstrap: int
+    seed: int
+    operating_point: str
+    target_sensitivity: float
+    max_dets: int
+
+
+def _threshold_vector(class_names: Sequence[str], thresholds: dict, cm_threshold: float):
+    """(C,) image-level thresholds; refuses thresholds of unknown classes."""
+    unknown = sorted(set(thresholds) - set(class_names))
+    if unknown:
+        raise ValueError(f"thresholds given for unknown classes {unknown}; classes: {class_names}")
+    missing = [n for n in class_names if n not in thresholds]
+    if thresholds and missing:
+        logger.warning("No threshold for %s: using cm_threshold=%s", missing, cm_threshold)
+    return class_thresholds(class_names, thresholds, cm_threshold)
+
+
+def _image_level_json(per, anyd, macro, thr, class_names, o: _Options) -> dict:
+    def il_dict(d):
+        counts = ("tp", "fp", "tn", "fn")
+        return {k: int(d[k][0]) if k in counts else float(d[k][0]) for k in M.IMAGE_LEVEL_KEYS}
+
+    return {
+        "threshold": float(o.cm_threshold) if not o.thresholds else float("nan"),
+        "per_class": {
+            n: {**il_dict(per[n]), "threshold": float(thr[c])} for c, n in enumerate(class_names)
+        },
+        "any_finding": il_dict(anyd),
+        "macro": {k: float(v[0]) for k, v in macro.items()},
+    }
+
+
+def _point_estimates(ds, class_names, thr, o: _Options, m) -> dict:
+    """The ``metrics.json`` content without ``ci95`` and ``settings`` (one weight row)."""
+    C = len(class_names)
+    coco = m["coco"]
+    ones = np.ones((1, ds.num_images))
+    voc_per, voc_mean = M.voc_ap(ds, o.iou_voc, ones, m["voc"])
+    fr = M.froc(ds, o.iou_froc, o.fps_per_image, ones, m["froc"], per_class=True)
+    per, anyd, macro = _image_level(m["scores"], m["labels"], thr, ones, class_names)
+    iobb = M.iobb_accuracy(ds, thr, o.iobb_thresholds)
+    names = list(enumerate(class_names))
+    return {
+        "coco": {
+            **{k: coco[k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl") if k in coco},
+            "per_class": {
+                n: {"AP": float(coco["per_class_AP"][c]), "AP50": float(coco["per_class_AP50"][c])}
+                for c, n in names
+            },
+        },
+        "voc_map40": float(voc_mean[0]),
+        "voc_ap40": {n: float(voc_per[0, c]) for c, n in names},
+        "iobb_accuracy": {
+            f"{t:g}": {n: float(iobb[i, c]) for c, n in names}
+            for i, t in enumerate(o.iobb_thresholds)
+        },
+        "froc": {
+            "fps_per_image": [float(x) for x in fr["fps_per_image"]],
+            "sensitivity": [float(x) for x in fr["sensitivity"][0]],
+            "cpm": float(fr["cpm"][0]),
+            "per_class": {
+                n: {
+                    "sensitivity": [float(x) for x in fr["per_class_sensitivity"][0, c]],
+                    "cpm": float(fr["per_class_cpm"][0, c]),
+                }
+                for c, n in names
+            },
+        },
+        "image_level": _image_level_json(per, anyd, macro, thr, class_names, o),
+        "ci95": {},
+        "num_images": int(ds.num_images),
+        "num_gt_boxes": int(len(ds.gt_image)),
+        "num_gt_boxes_per_class": {
+            n: int(v) for n, v in zip(class_names, np.bincount(ds.gt_class, minlength=C))
+        },
+        "num_detections": int(len(ds.dt_image)),
+    }
+
+
+def _bootstrap_ci(ds, class_names, thr, o: _Options, m, patient_ids) -> dict:
+    """95% percentile-bootstrap CIs (``ci95``: dotted metric path -> ``[low, high]``)."""
+    groups = patient_ids if patient_ids is not None else np.arange(ds.num_images)
+    W = M.bootstrap_weights(groups, o.bootstrap, o.seed)
+    bvp, bvm = M.voc_ap(ds, o.iou_voc, W, m["voc"])
+    bfr = M.froc(ds, o.iou_froc, o.fps_per_image, W, m["froc"])
+    bper, bany, bmacro = _image_level(m["scores"], m["labels"], thr, W, class_names)
+    ci = {}
+
+    def put(name, samples):
+        lo, hi = M.percentile_ci(samples)
+        ci[name] = [float(lo), float(hi)]
+
+    put("voc_map40", bvm)
+    for c, n in enumerate(class_names):
+        put(f"voc_ap40.{n}", bvp[:, c])
+    put("froc.cpm", bfr["cpm"])
+    for n in class_names:
+        for k in CI_KEYS:
+            put(f"image_level.per_class.{n}.{k}", bper[n][k])
+    for k in CI_KEYS:
+        put(f"image_level.any_finding.{k}", bany[k])
+    for k in MACRO_KEYS:
+        put(f"image_level.macro.{k}", bmacro[k])
+    return ci
+
+
+def _settings(class_names, thr, o: _Options, unit: str) -> dict:
+    """``metrics.json``'s ``settings``: every rule and parameter, in words and numbers."""
+    return {
+        "box_format": "XYXY_ABS pixels (COCO AP: XYWH_ABS as in the COCO files)",
+        "coco": "pycocotools COCOeval bbox semantics: IoU >= t for t in 0.50:0.05:0.95, greedy "
+        f"by score, 101-point interpolation, maxDets={o.max_dets}, areas all/small/medium/large",
+        "voc": f"PASCAL VOC 2010: highest-IoU box of the class, TP if IoU > {o.iou_voc} and not "
+        "taken, all-point interpolation, mean over classes with boxes",
+        "voc_iou_threshold": float(o.iou_voc),
+        "iobb": "box localized at T if a detection of its class with score >= the class threshold "
+        "has intersection / detection area > T",
+        "iobb_thresholds": [float(t) for t in o.iobb_thresholds],
+        "froc": f"all classes pooled by score; match = unmatched same-class box with IoU >= "
+        f"{o.iou_froc} (highest IoU); FP rate = FP / images; step sensitivity at each rate",
+        "froc_iou_threshold": float(o.iou_froc),
+        "froc_fps_per_image": [float(x) for x in o.fps_per_image],
+        "image_level": "image score = max class score (0 if none); positive if score >= threshold"
+        " and score > 0; images without boxes are negatives for every class; any_finding = any "
+        "class positive",
+        "cm_threshold": float(o.cm_threshold),
+        "thresholds": {n: float(thr[c]) for c, n in enumerate(class_names)},
+        "thresholds_source": "per-class thresholds" if o.thresholds else "cm_threshold",
+        "bootstrap": int(o.bootstrap),
+        "bootstrap_seed": int(o.seed),
+        "bootstrap_unit": unit,
+        "ci": "95% percentile bootstrap (2.5th, 97.5th percentiles; NaN resamples dropped)",
+        "operating_point": o.operating_point,
+        "target_sensitivity": float(o.target_sensitivity),
+        "undefined_values": "null (0/0, e.g. sensitivity of a class without positives)",
+    }
 
 
 def compute_medical_metrics(
@@ -99,13 +252,13 @@ def compute_medical_metrics(
     target_sensitivity: float = 0.9,
     max_dets: int = 100,
 ) -> MedicalResult:
-    """Every metric of DESIGN.md "Metric definitions" on one set.
+    """Every metric of the metric definitions (docs/evaluation.md) on one set.
 
     Args:
         ds: boxes and detections (XYXY_ABS; COCO XYWH copies for COCO AP).
         class_names: C names, index = class index.
-        cm_threshold: image-level score threshold for every class (score >= threshold is
-            positive) unless ``thresholds`` gives one for the class.
+        cm_threshold: image-level score threshold for every class unless ``thresholds`` gives
+            one for the class (decision: :func:`~cxr.evaluation.operating_points.positive_findings`).
         thresholds: class name -> threshold (operating points from a validation set).
         iou_froc: FROC match needs IoU >= this. iou_voc: VOC match needs IoU > this.
         bootstrap: number of percentile-bootstrap resamples for 95% CIs (0 = none).
@@ -118,134 +271,42 @@ def compute_medical_metrics(
     Returns:
         :class:`MedicalResult`.
     """
-    C, N = len(class_names), ds.num_images
-    if C != ds.num_classes:
-        raise ValueError(f"{C} class names for a set with {ds.num_classes} classes")
-    thresholds = dict(thresholds or {})
-    unknown = sorted(set(thresholds) - set(class_names))
-    if unknown:
-        raise ValueError(f"thresholds given for unknown classes {unknown}; classes: {class_names}")
-    missing = [n for n in class_names if n not in thresholds]
-    if thresholds and missing:
-        logger.warning("No threshold for %s: using cm_threshold=%s", missing, cm_threshold)
-    thr = np.array([thresholds.get(n, cm_threshold) for n in class_names], np.float64)
-
-    coco = M.coco_ap(ds, max_dets=max_dets)
-    vocm = M.voc_matches(ds, iou_voc)
-    frm = M.froc_matches(ds, iou_froc)
+    if len(class_names) != ds.num_classes:
+        raise ValueError(f"{len(class_names)} class names for a set with {ds.num_classes} classes")
+    o = _Options(
+        cm_threshold,
+        dict(thresholds or {}),
+        iou_froc,
+        iou_voc,
+        fps_per_image,
+        iobb_thresholds,
+        bootstrap,
+        seed,
+        operating_point,
+        target_sensitivity,
+        max_dets,
+    )
+    thr = _threshold_vector(class_names, o.thresholds, cm_threshold)
     scores, labels = M.image_scores(ds)
-
-    ones = np.ones((1, N))
-    voc_per, voc_mean = M.voc_ap(ds, iou_voc, ones, vocm)
-    fr = M.froc(ds, iou_froc, fps_per_image, ones, frm, per_class=True)
-    per, anyd, macro = _image_level(scores, labels, thr, ones, class_names)
-    iobb = M.iobb_accuracy(ds, thr, iobb_thresholds)
-
-    def il_dict(d):
-        counts = ("tp", "fp", "tn", "fn")
-        return {k: int(d[k][0]) if k in counts else float(d[k][0]) for k in M.IMAGE_LEVEL_KEYS}
-
-    image_level = {
-        "threshold": float(cm_threshold) if not thresholds else float("nan"),
-        "per_class": {
-            n: {**il_dict(per[n]), "threshold": float(thr[c])} for c, n in enumerate(class_names)
-        },
-        "any_finding": il_dict(anyd),
-        "macro": {k: float(v[0]) for k, v in macro.items()},
+    m = {
+        "coco": M.coco_ap(ds, max_dets=max_dets),
+        "voc": M.voc_matches(ds, iou_voc),
+        "froc": M.froc_matches(ds, iou_froc),
+        "scores": scores,
+        "labels": labels,
     }
-    out = {
-        "coco": {
-            **{k: coco[k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl") if k in coco},
-            "per_class": {
-                n: {"AP": float(coco["per_class_AP"][c]), "AP50": float(coco["per_class_AP50"][c])}
-                for c, n in enumerate(class_names)
-            },
-        },
-        "voc_map40": float(voc_mean[0]),
-        "voc_ap40": {n: float(voc_per[0, c]) for c, n in enumerate(class_names)},
-        "iobb_accuracy": {
-            f"{t:g}": {n: float(iobb[i, c]) for c, n in enumerate(class_names)}
-            for i, t in enumerate(iobb_thresholds)
-        },
-        "froc": {
-            "fps_per_image": [float(x) for x in fr["fps_per_image"]],
-            "sensitivity": [float(x) for x in fr["sensitivity"][0]],
-            "cpm": float(fr["cpm"][0]),
-            "per_class": {
-                n: {
-                    "sensitivity": [float(x) for x in fr["per_class_sensitivity"][0, c]],
-                    "cpm": float(fr["per_class_cpm"][0, c]),
-                }
-                for c, n in enumerate(class_names)
-            },
-        },
-        "image_level": image_level,
-        "ci95": {},
-        "num_images": int(N),
-        "num_gt_boxes": int(len(ds.gt_image)),
-        "num_gt_boxes_per_class": {
-            n: int(v) for n, v in zip(class_names, np.bincount(ds.gt_class, minlength=C))
-        },
-        "num_detections": int(len(ds.dt_image)),
-    }
+    out = _point_estimates(ds, class_names, thr, o, m)
     unit = "image"
     if bootstrap > 0:
         unit = "patient" if patient_ids is not None else "image"
-        groups = patient_ids if patient_ids is not None else np.arange(N)
-        W = M.bootstrap_weights(groups, bootstrap, seed)
-        bvp, bvm = M.voc_ap(ds, iou_voc, W, vocm)
-        bfr = M.froc(ds, iou_froc, fps_per_image, W, frm)
-        bper, bany, bmacro = _image_level(scores, labels, thr, W, class_names)
-        ci = {}
-
-        def put(name, samples):
-            lo, hi = M.percentile_ci(samples)
-            ci[name] = [float(lo), float(hi)]
-
-        put("voc_map40", bvm)
-        for c, n in enumerate(class_names):
-            put(f"voc_ap40.{n}", bvp[:, c])
-        put("froc.cpm", bfr["cpm"])
-        for n in class_names:
-            for k in CI_KEYS:
-                put(f"image_level.per_class.{n}.{k}", bper[n][k])
-        for k in CI_KEYS:
-            put(f"image_level.any_finding.{k}", bany[k])
-        for k in MACRO_KEYS:
-            put(f"image_level.macro.{k}", bmacro[k])
-        out["ci95"] = ci
-
+        out["ci95"] = _bootstrap_ci(ds, class_names, thr, o, m, patient_ids)
     selected, sel_meta = select_thresholds(
         scores, labels, class_names, operating_point, target_sensitivity, cm_threshold
     )
-    out["settings"] = {
-        "box_format": "XYXY_ABS pixels (COCO AP: XYWH_ABS as in the COCO files)",
-        "coco": "pycocotools COCOeval bbox semantics: IoU >= t for t in 0.50:0.05:0.95, greedy "
-        f"by score, 101-point interpolation, maxDets={max_dets}, areas all/small/medium/large",
-        "voc": f"PASCAL VOC 2010: highest-IoU box of the class, TP if IoU > {iou_voc} and not "
-        "taken, all-point interpolation, mean over classes with boxes",
-        "voc_iou_threshold": float(iou_voc),
-        "iobb": "box localized at T if a detection of its class with score >= the class threshold "
-        "has intersection / detection area > T",
-        "iobb_thresholds": [float(t) for t in iobb_thresholds],
-        "froc": f"all classes pooled by score; match = unmatched same-class box with IoU >= "
-        f"{iou_froc} (highest IoU); FP rate = FP / images; step sensitivity at each rate",
-        "froc_iou_threshold": float(iou_froc),
-        "froc_fps_per_image": [float(x) for x in fps_per_image],
-        "image_level": "image score = max class score (0 if none); positive if score >= threshold;"
-        " images without boxes are negatives for every class; any_finding = any class positive",
-        "cm_threshold": float(cm_threshold),
-        "thresholds": {n: float(thr[c]) for c, n in enumerate(class_names)},
-        "thresholds_source": "per-class thresholds" if thresholds else "cm_threshold",
-        "bootstrap": int(bootstrap),
-        "bootstrap_seed": int(seed),
-        "bootstrap_unit": unit,
-        "ci": "95% percentile bootstrap (2.5th, 97.5th percentiles; NaN resamples dropped)",
-        "operating_point": operating_point,
-        "target_sensitivity": float(target_sensitivity),
-        "undefined_values": "null (0/0, e.g. sensitivity of a class without positives)",
-    }
-    return MedicalResult(out, selected, sel_meta, coco, vocm, frm, scores, labels, thr)
+    out["settings"] = _settings(class_names, thr, o, unit)
+    return MedicalResult(
+        out, selected, sel_meta, m["coco"], m["voc"], m["froc"], scores, labels, thr
+    )
 
 
 def to_jsonable(obj):

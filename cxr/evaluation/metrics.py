@@ -33,6 +33,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .operating_points import positive_findings
+
 __all__ = [
     "COCO_AREA_RANGES",
     "COCO_IOU_THRESHOLDS",
@@ -617,7 +619,7 @@ def iobb_accuracy(
         (len(thresholds), C) accuracy; NaN for a class without boxes.
     """
     thr = np.broadcast_to(np.asarray(score_thresholds, np.float64), (ds.num_classes,))
-    keep = ds.dt_scores >= thr[ds.dt_class]
+    keep = positive_findings(ds.dt_scores, thr[ds.dt_class])
     sub = dataclasses.replace(
         ds,
         dt_image=ds.dt_image[keep],
@@ -874,8 +876,9 @@ def image_level_metrics(
 ) -> dict[str, np.ndarray]:
     """Confusion counts and rates of one binary image-level task.
 
-    Rules: predicted positive when score >= threshold (a score equal to the threshold is
-    positive). sensitivity = TP/(TP+FN), specificity = TN/(TN+FP), PPV = TP/(TP+FP),
+    Rules: predicted positive by
+    :func:`~cxr.evaluation.operating_points.positive_findings` (score >= threshold and
+    score > 0: an image without a detection is never positive). sensitivity = TP/(TP+FN), specificity = TN/(TN+FP), PPV = TP/(TP+FP),
     NPV = TN/(TN+FN), F1 = 2TP/(2TP+FP+FN); each NaN when its denominator is 0. AUROC by
     :func:`auroc` (threshold-free).
 
@@ -889,7 +892,7 @@ def image_level_metrics(
     """
     W = np.ones((1, len(scores))) if weights is None else np.asarray(weights, np.float64)
     y = np.asarray(labels, bool)
-    p = np.asarray(scores) >= threshold
+    p = positive_findings(scores, threshold)
     M = np.stack([y & p, ~y & p, ~y & ~p, y & ~p], 1).astype(np.float64)  # (N, 4)
     tp, fp, tn, fn = (W @ M).T
     with np.errstate(divide="ignore", invalid="ignore"):

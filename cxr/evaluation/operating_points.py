@@ -15,34 +15,89 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from ..fileio import write_json_atomic
+from ..registry import NamedRegistry
 
-__all__ = ["THRESHOLDS_FORMAT", "load_thresholds", "save_thresholds", "select_thresholds"]
+__all__ = [
+    "OPERATING_POINT_REGISTRY",
+    "THRESHOLDS_FORMAT",
+    "class_thresholds",
+    "load_thresholds",
+    "positive_findings",
+    "save_thresholds",
+    "select_thresholds",
+]
 
 THRESHOLDS_FORMAT = "cxr-thresholds/1"
 
+OPERATING_POINT_REGISTRY = NamedRegistry("CXR_OPERATING_POINT")
+OPERATING_POINT_REGISTRY.__doc__ = """Operating-point rules by name (``CXR.EVAL.OPERATING_POINT``).
 
-def _select_one(scores: np.ndarray, labels: np.ndarray, rule: str, target: float) -> float | None:
-    pos = int(labels.sum())
-    neg = len(labels) - pos
-    if pos == 0 or (rule == "youden" and neg == 0):
-        return None
-    cand = np.unique(scores)[::-1]  # descending candidate thresholds
-    # positives / negatives with score >= each candidate
-    s_pos = np.sort(scores[labels])
-    s_neg = np.sort(scores[~labels])
-    tp = pos - np.searchsorted(s_pos, cand, side="left")
-    fp = neg - np.searchsorted(s_neg, cand, side="left")
-    sens = tp / pos
-    if rule == "youden":
-        j = sens + (1 - fp / neg) - 1
-        return float(cand[int(np.argmax(j))])  # argmax: first = highest threshold on ties
+An entry is ``rule(sens, spec, target_sensitivity) -> index`` over candidate thresholds in
+descending order (``sens``/``spec`` arrays of the same length); it returns the chosen index.
+"""
+
+
+def positive_findings(scores, thresholds) -> np.ndarray:
+    """The one image-level decision rule: positive when ``score >= threshold`` and ``score > 0``.
+
+    An image without a detection of a class (score 0) is never positive for it, whatever the
+    threshold; a score equal to the threshold is positive. Used by the evaluator's image-level
+    metrics, ``tools/eval.py`` and ``tools/predict.py``.
+
+    Args:
+        scores: image (or box) scores, any shape.
+        thresholds: thresholds broadcastable to ``scores``.
+
+    Returns:
+        bool array of ``scores``' shape.
+    """
+    s = np.asarray(scores, np.float64)
+    return (s >= np.asarray(thresholds, np.float64)) & (s > 0)
+
+
+def class_thresholds(
+    class_names: Sequence[str], thresholds: dict[str, float] | None, default: float
+) -> np.ndarray:
+    """(C,) threshold per class: ``thresholds[name]`` when given, else ``default``."""
+    return np.array([(thresholds or {}).get(n, default) for n in class_names], np.float64)
+
+
+@OPERATING_POINT_REGISTRY.register_as("youden")
+def _youden(sens: np.ndarray, spec: np.ndarray, target: float) -> int:
+    """Maximise Youden's J = sensitivity + specificity - 1; ties go to the highest threshold."""
+    return int(np.argmax(sens + spec - 1))
+
+
+@OPERATING_POINT_REGISTRY.register_as("sensitivity")
+def _target_sensitivity(sens: np.ndarray, spec: np.ndarray, target: float) -> int:
+    """The highest threshold whose sensitivity >= target (else the lowest candidate)."""
     ok = np.flatnonzero(sens >= target)
-    return float(cand[ok[0]]) if len(ok) else float(cand[-1])
+    return int(ok[0]) if len(ok) else len(sens) - 1
+
+
+def _undefined_reason(scores: np.ndarray, labels: np.ndarray) -> str | None:
+    """Why this class's scores cannot define an operating point (None when they can)."""
+    if not labels.any():
+        return "no positive images"
+    if labels.all():
+        return "no negative images"
+    if not (scores[labels] > 0).any():
+        return "no detections on positive images"
+    return None
+
+
+def _select_one(scores: np.ndarray, labels: np.ndarray, rule: Callable, target: float) -> float:
+    # Candidates: the observed scores > 0, descending (0 = "no detection" is never a threshold).
+    cand = np.unique(scores[scores > 0])[::-1]
+    s_pos, s_neg = np.sort(scores[labels]), np.sort(scores[~labels])
+    sens = (len(s_pos) - np.searchsorted(s_pos, cand, side="left")) / len(s_pos)
+    spec = np.searchsorted(s_neg, cand, side="left") / len(s_neg)
+    return float(cand[rule(sens, spec, target)])
 
 
 def select_thresholds(
@@ -56,37 +111,47 @@ def select_thresholds(
     """Choose one image-level score threshold per class.
 
     Rules (image score = max detection score of the class, positive = image has a box of it;
-    candidates are the observed image scores, positive when score >= threshold):
+    candidates are the observed image scores above 0, decided by :func:`positive_findings`),
+    looked up by name in :data:`OPERATING_POINT_REGISTRY`:
 
     - ``"youden"``: maximise Youden's J = sensitivity + specificity - 1; ties go to the highest
       threshold (fewest positive calls).
     - ``"sensitivity"``: the highest threshold whose sensitivity >= ``target_sensitivity``.
-    - A class without positive images (or, for Youden, without negative images) keeps
-      ``default`` and is listed in ``meta["defaulted"]``.
+
+    A class whose scores cannot define a point (no positive images, no negative images, or no
+    detection on any positive image) keeps ``default`` (``CXR.EVAL.CM_THRESHOLD``); it is listed
+    in ``meta["defaulted"]`` and ``meta["defaulted_reasons"]`` says why. A threshold is
+    therefore never 0.
 
     Args:
         scores: (N, C) image scores; labels: (N, C) bool.
         class_names: C names.
-        rule: "youden" or "sensitivity".
+        rule: a registered rule name.
 
     Returns:
         ``(thresholds, meta)``: class name -> threshold, and a dict describing the choice.
     """
-    if rule not in ("youden", "sensitivity"):
-        raise ValueError(f"operating point rule must be 'youden' or 'sensitivity', got {rule!r}")
+    if rule not in OPERATING_POINT_REGISTRY:
+        raise ValueError(
+            f"operating point rule must be one of {sorted(n for n, _ in OPERATING_POINT_REGISTRY)},"
+            f" got {rule!r}"
+        )
+    choose = OPERATING_POINT_REGISTRY.get(rule)
     scores = np.asarray(scores, np.float64)
     labels = np.asarray(labels, bool)
-    out, defaulted = {}, []
+    out, reasons = {}, {}
     for c, name in enumerate(class_names):
-        t = _select_one(scores[:, c], labels[:, c], rule, target_sensitivity)
-        if t is None:
-            defaulted.append(name)
-            t = float(default)
-        out[name] = t
+        reason = _undefined_reason(scores[:, c], labels[:, c])
+        if reason is None:
+            out[name] = _select_one(scores[:, c], labels[:, c], choose, target_sensitivity)
+        else:
+            reasons[name] = reason
+            out[name] = float(default)
     meta = {
         "rule": rule,
         "default": float(default),
-        "defaulted": defaulted,
+        "defaulted": list(reasons),
+        "defaulted_reasons": reasons,
         "num_images": int(scores.shape[0]),
     }
     if rule == "sensitivity":

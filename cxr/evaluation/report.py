@@ -22,16 +22,16 @@ from ..fileio import write_bytes_atomic, write_json_atomic, write_text_atomic
 from .operating_points import save_thresholds
 
 __all__ = [
+    "FIGURES",
     "format_table",
     "log_to_event_storage",
     "render_pr_curves",
+    "write_csv",
     "write_pr_curves_tensorboard",
     "write_report",
 ]
 
 logger = logging.getLogger(__name__)
-
-PLOTS = ("froc.png", "pr_curves.png", "roc_curves.png", "confusion_counts.png")
 
 
 def _fmt(v, pct=False) -> str:
@@ -175,26 +175,15 @@ def render_pr_curves(res: MedicalResult, class_names: Sequence[str]) -> np.ndarr
     return (rgba[..., :3].transpose(2, 0, 1).astype(np.float32) / 255.0).copy()
 
 
-def write_plots(res: MedicalResult, class_names: Sequence[str], out: str) -> list[str]:
-    """Write the FROC, PR, ROC and confusion-count PNGs into ``out``; returns their paths."""
-    paths = []
+def _froc_figure(res: MedicalResult, class_names: Sequence[str]):
+    """FROC: pooled (black) and per-class step curves, dots at the reported FP rates."""
     n_img = res.metrics["num_images"]
-    # FROC
     fig = _new_figure()
     ax = fig.add_subplot(111)
     x, y = M.froc_curve(res.froc, n_img)
-    ax.step(
-        x,
-        y,
-        where="post",
-        lw=2,
-        color="k",
-        label=(
-            f"all (CPM {100 * res.metrics['froc']['cpm']:.1f})"
-            if not math.isnan(res.metrics["froc"]["cpm"])
-            else "all"
-        ),
-    )
+    cpm = res.metrics["froc"]["cpm"]
+    label = f"all (CPM {100 * cpm:.1f})" if not math.isnan(cpm) else "all"
+    ax.step(x, y, where="post", lw=2, color="k", label=label)
     for c, n in enumerate(class_names):
         x, y = M.froc_curve(res.froc, n_img, c)
         if not np.isnan(y[1:]).all() or len(y) == 1:
@@ -210,28 +199,34 @@ def write_plots(res: MedicalResult, class_names: Sequence[str], out: str) -> lis
         title="FROC",
     )
     ax.legend(fontsize=7, loc="upper left")
-    paths.append(os.path.join(out, "froc.png"))
-    _save(fig, paths[-1])
-    # PR
-    paths.append(os.path.join(out, "pr_curves.png"))
-    _save(_pr_figure(res, class_names), paths[-1])
-    # ROC
+    return fig
+
+
+def _roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[list, list]:
+    """``(fpr, tpr)`` at every observed score (positive when score >= threshold)."""
+    cand = np.r_[np.inf, np.unique(scores)[::-1]]
+    tpr = [(scores[labels] >= t).mean() for t in cand]
+    fpr = [(scores[~labels] >= t).mean() for t in cand]
+    return fpr, tpr
+
+
+def _roc_figure(res: MedicalResult, class_names: Sequence[str]):
+    """Image-level ROC per class and for "any finding" (classes without both labels skipped)."""
     fig = _new_figure()
     ax = fig.add_subplot(111)
-    for c, n in enumerate(list(class_names) + ["any_finding"]):
-        if n == "any_finding":
-            s = res.scores.max(1) if res.scores.shape[1] else np.zeros(len(res.scores))
-            y = res.labels.any(1) if res.labels.shape[1] else np.zeros(len(res.labels), bool)
-            au = res.metrics["image_level"]["any_finding"]["auroc"]
-        else:
-            s, y = res.scores[:, c], res.labels[:, c]
-            au = res.metrics["image_level"]["per_class"][n]["auroc"]
+    il = res.metrics["image_level"]
+    curves = [
+        (res.scores[:, c], res.labels[:, c], il["per_class"][n]["auroc"], n, 1)
+        for c, n in enumerate(class_names)
+    ]
+    any_s = res.scores.max(1) if res.scores.shape[1] else np.zeros(len(res.scores))
+    any_y = res.labels.any(1) if res.labels.shape[1] else np.zeros(len(res.labels), bool)
+    curves.append((any_s, any_y, il["any_finding"]["auroc"], "any_finding", 2))
+    for s, y, au, name, lw in curves:
         if y.all() or not y.any():
             continue
-        cand = np.r_[np.inf, np.unique(s)[::-1]]
-        tpr = [(s[y] >= t).mean() for t in cand]
-        fpr = [(s[~y] >= t).mean() for t in cand]
-        ax.plot(fpr, tpr, lw=2 if n == "any_finding" else 1, label=f"{n} (AUROC {au:.3f})")
+        fpr, tpr = _roc_curve(s, y)
+        ax.plot(fpr, tpr, lw=lw, label=f"{name} (AUROC {au:.3f})")
     ax.plot([0, 1], [0, 1], ":", color="gray")
     ax.set(
         xlabel="1 - specificity",
@@ -241,9 +236,11 @@ def write_plots(res: MedicalResult, class_names: Sequence[str], out: str) -> lis
         ylim=(0, 1.02),
     )
     ax.legend(fontsize=7, loc="lower right")
-    paths.append(os.path.join(out, "roc_curves.png"))
-    _save(fig, paths[-1])
-    # Confusion counts
+    return fig
+
+
+def _confusion_figure(res: MedicalResult, class_names: Sequence[str]):
+    """Image-level TP / FP / TN / FN per class and "any finding", as an annotated heat map."""
     rows = per_class_rows(res, class_names)
     mat = np.array([[r[k] for k in ("tp", "fp", "tn", "fn")] for r in rows], float)
     fig = _new_figure(6.4, 0.45 * len(rows) + 1.5)
@@ -255,9 +252,36 @@ def write_plots(res: MedicalResult, class_names: Sequence[str], out: str) -> lis
     ax.set_xticks(range(4), ["TP", "FP", "TN", "FN"])
     ax.set_yticks(range(len(rows)), [f"{r['class']} (t={_fmt(r['threshold'])})" for r in rows])
     ax.set_title("Image-level confusion counts")
-    paths.append(os.path.join(out, "confusion_counts.png"))
-    _save(fig, paths[-1])
+    return fig
+
+
+#: Plot file name -> figure function ``(result, class_names) -> matplotlib Figure``.
+FIGURES = {
+    "froc.png": _froc_figure,
+    "pr_curves.png": _pr_figure,
+    "roc_curves.png": _roc_figure,
+    "confusion_counts.png": _confusion_figure,
+}
+PLOTS = tuple(FIGURES)
+
+
+def write_plots(res: MedicalResult, class_names: Sequence[str], out: str) -> list[str]:
+    """Write the FROC, PR, ROC and confusion-count PNGs into ``out``; returns their paths."""
+    paths = []
+    for name, figure in FIGURES.items():
+        paths.append(os.path.join(out, name))
+        _save(figure(res, class_names), paths[-1])
     return paths
+
+
+def write_csv(path: str, rows: Sequence[dict]) -> None:
+    """``rows`` (dicts with the same keys) as a CSV written atomically; NaN is written empty."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()})
+    write_text_atomic(path, buf.getvalue())
 
 
 _REPORT_FILES = ("metrics.json", "per_class.csv", "thresholds.json", "predictions.json")
@@ -295,14 +319,8 @@ def write_report(
     p = os.path.join(output_dir, "metrics.json")
     write_json_atomic(p, to_jsonable(res.metrics))
     paths.append(p)
-    rows = per_class_rows(res, class_names)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()})
     p = os.path.join(output_dir, "per_class.csv")
-    write_text_atomic(p, buf.getvalue())
+    write_csv(p, per_class_rows(res, class_names))
     paths.append(p)
     p = os.path.join(output_dir, "thresholds.json")
     save_thresholds(p, res.selected_thresholds, {**res.selected_meta, **(threshold_meta or {})})
@@ -317,19 +335,22 @@ def write_report(
 
 
 def log_to_event_storage(
-    res: MedicalResult, class_names: Sequence[str], prefix: str = "cxr"
+    res: MedicalResult, class_names: Sequence[str], prefix: str = "cxr", storage=None
 ) -> bool:
     """Put the scalars (``<prefix>/<key>``) and a per-class PR-curve image
-    (``<prefix>/pr_curves``) into detectron2's current EventStorage, if one is active.
+    (``<prefix>/pr_curves``) into ``storage`` (default: detectron2's current EventStorage, if
+    one is active, as during training).
 
     Returns:
-        True if a storage was active.
+        True if a storage was written to.
     """
-    from detectron2.utils.events import _CURRENT_STORAGE_STACK
+    if storage is None:
+        from detectron2.utils.events import get_event_storage
 
-    if not _CURRENT_STORAGE_STACK:
-        return False
-    storage = _CURRENT_STORAGE_STACK[-1]
+        try:
+            storage = get_event_storage()
+        except AssertionError:  # detectron2's way of saying "no storage is active"
+            return False
     flat = flat_results(res.metrics, class_names)
     storage.put_scalars(**{f"{prefix}/{k}": v for k, v in flat.items()}, smoothing_hint=False)
     try:

@@ -105,7 +105,7 @@ def test_evaluator_end_to_end(cxr_dataset, tmp_path):
     # COCO numbers equal pycocotools on the written predictions.json
     gt = {
         "images": [{"id": d["image_id"]} for d in dicts],
-        "categories": [{"id": 0, "name": "a"}, {"id": 1, "name": "b"}],
+        "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],  # COCO: 1-based
         "annotations": [],
     }
     for d in dicts:
@@ -119,7 +119,7 @@ def test_evaluator_end_to_end(cxr_dataset, tmp_path):
                 {
                     "id": len(gt["annotations"]) + 1,
                     "image_id": d["image_id"],
-                    "category_id": a["category_id"],
+                    "category_id": a["category_id"] + 1,
                     "bbox": list(b),
                     "area": b[2] * b[3],
                     "iscrowd": 0,

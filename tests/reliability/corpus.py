@@ -304,7 +304,7 @@ CASES: list[Case] = [
          "skipped 1 row(s)"),
     Case("RSNA: missing column", "rsna", _rsna("a,1\n", header="patientId,x\n"), "error", 1,
          "Target"),
-    # --- COCO JSON (tools/eval.py files mode: cxr.evaluation.runner.load_coco_files) ------------
+    # --- COCO JSON (tools/eval.py files mode: cxr.apps.coco_json.load_coco_files) ------------
     Case("COCO: not JSON", "coco", _coco(raw=b"{not json"), "error", reason="not valid JSON"),
     Case("COCO: no images key", "coco", _coco(lambda g: g.pop("images")), "error", None, "images"),
     Case("COCO: no categories key", "coco", _coco(lambda g: g.pop("categories")), "error", None,
@@ -337,7 +337,7 @@ def run_case(case: Case, folder: str, strict: bool = True):
     from cxr.data.datasets.rsna import load_rsna
     from cxr.data.datasets.vindr import load_vindr
     from cxr.data.io import read_xray
-    from cxr.evaluation.runner import load_coco_files
+    from cxr.apps.coco_json import load_coco_files
 
     os.makedirs(folder, exist_ok=True)
     path = case.write(folder)

@@ -15,7 +15,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, REPO)
 
 import cxr.fileio  # noqa: E402
-from cxr.evaluation.runner import evaluate_files  # noqa: E402
+from cxr.apps.evaluate import evaluate_files  # noqa: E402
 
 if __name__ == "__main__":
     gt, dt, out, pause_on = sys.argv[1:]

@@ -73,7 +73,7 @@ def test_sigkill_during_evaluation_output_leaves_complete_files(tmp_path, pause_
     _assert_all_complete(out)
 
     # The next evaluation removes the partial file and rewrites everything.
-    from cxr.evaluation.runner import evaluate_files
+    from cxr.apps.evaluate import evaluate_files
 
     evaluate_files(gt, dt, str(out), plots=False, tensorboard=False, bootstrap=0)
     assert not [n for n in os.listdir(out) if n.startswith(".")]

@@ -1,6 +1,5 @@
 """tools/eval.py in both modes (in-process)."""
 
-import importlib.util
 import json
 import os
 
@@ -10,19 +9,9 @@ import torch
 
 from cxr.config import load_config
 
-from .cocoref import pycoco_eval, random_coco
-from .test_evaluator import NAME, cxr_dataset  # noqa: F401  (fixture)
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(
-        f"tool_{name}", os.path.join(REPO, "tools", f"{name}.py")
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from ..evaluation.cocoref import pycoco_eval, random_coco
+from ..evaluation.test_evaluator import NAME, cxr_dataset  # noqa: F401  (fixture)
+from .util import REPO, load_tool
 
 
 def test_files_mode_agrees_with_pycocotools(tmp_path):

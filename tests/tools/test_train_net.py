@@ -1,4 +1,5 @@
 """tools/train_net.py end to end on CPU: train 2 iterations, resume, eval-only."""
+
 from __future__ import annotations
 
 import os
@@ -12,7 +13,8 @@ sys.path.insert(0, os.path.join(REPO, "tools"))
 
 import train_net  # noqa: E402
 
-from .helpers import TINY_CONFIG, tiny_opts  # noqa: E402
+from ..engine.helpers import TINY_CONFIG, tiny_opts  # noqa: E402
+
 
 def _args(out, dataset, max_iter, *extra):
     return ["--config-file", TINY_CONFIG, *extra, *tiny_opts(dataset, out, max_iter),

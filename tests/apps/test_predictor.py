@@ -1,4 +1,4 @@
-"""tools/predict.py and cxr.evaluation.predictor."""
+"""cxr.apps.predictor: output files, operating points, output-folder checks."""
 
 import csv
 import os
@@ -8,10 +8,10 @@ import pytest
 import torch
 from detectron2.structures import Boxes, Instances
 
-from cxr.evaluation.predictor import check_predict_output, predict_files
+from cxr.apps.predictor import check_predict_output, predict_files
 
 from ..conftest import write_tiny_images
-from .test_tools_eval import REPO, load_tool
+from ..data.dataformats import write_dicom
 
 
 class FakePredictor:
@@ -36,7 +36,13 @@ def test_predict_files_outputs_and_thresholds(tmp_path):
     (imgs / "broken.png").write_bytes(b"not a png")
     out = tmp_path / "out"
     stats = predict_files(FakePredictor(), [str(imgs)], str(out), ["a", "b"], {"b": 0.1}, 0.5)
-    assert stats == {"images": 3, "detections": 6, "errors": 1, "positive_images": 3}
+    assert stats == {
+        "images": 3,
+        "detections": 6,
+        "errors": 1,
+        "not_images": 0,
+        "positive_images": 3,
+    }
     rows = list(csv.DictReader(open(out / "predictions.csv")))
     assert len(rows) == 6 and rows[0]["class"] == "a" and float(rows[0]["x2"]) == 20.0
     finds = list(csv.DictReader(open(out / "findings.csv")))
@@ -62,40 +68,31 @@ def test_predict_never_writes_beside_inputs(tmp_path):
     check_predict_output(str(tmp_path / "elsewhere"), [one, str(imgs)])
 
 
-def test_predict_tool_end_to_end(tmp_path):
-    from cxr.config import load_config
-    from cxr.engine import Trainer
-    from cxr.engine.checkpoint import CXRCheckpointer
-
+def test_dicom_by_content_and_non_images_listed(tmp_path):
+    """An extensionless DICOM (PACS export) is predicted on; a text file is listed as not an
+    image in errors.csv; hidden files are passed over; the file modes are plain-open ones."""
     imgs = tmp_path / "in"
-    write_tiny_images(str(imgs), n=2)
-    cfg_file = os.path.join(REPO, "configs/nih/retinanet_R_18_FPN.yaml")
-    opts = [
-        "MODEL.DEVICE",
-        "cpu",
-        "MODEL.RETINANET.NUM_CLASSES",
-        "2",
-        "INPUT.MIN_SIZE_TEST",
-        "64",
-        "INPUT.MAX_SIZE_TEST",
-        "64",
-    ]
-    CXRCheckpointer(Trainer.build_model(load_config(cfg_file, opts)), str(tmp_path)).save("m")
-    out = tmp_path / "pred"
-    stats = load_tool("predict").main(
-        [
-            "--config-file",
-            cfg_file,
-            "--checkpoint",
-            str(tmp_path / "m.pth"),
-            "--input",
-            str(imgs),
-            "--output",
-            str(out),
-            "--classes",
-            "a,b",
-            *opts,
-        ]
-    )
-    assert stats["images"] == 2 and stats["errors"] == 0
-    assert {"predictions.csv", "findings.csv", "overlays"} <= set(os.listdir(out))
+    imgs.mkdir()
+    write_dicom(str(imgs / "IM0001"), np.full((40, 50), 100, np.uint8))
+    (imgs / "notes.txt").write_text("not an image")
+    (imgs / ".DS_Store").write_bytes(b"\0" * 200)
+    out = tmp_path / "out"
+    stats = predict_files(FakePredictor(), [str(imgs)], str(out), ["a", "b"], None, 0.5)
+    assert stats["images"] == 1 and stats["not_images"] == 1 and stats["errors"] == 1
+    rows = list(csv.DictReader(open(out / "findings.csv")))
+    assert [os.path.basename(r["file"]) for r in rows] == ["IM0001"]
+    errors = list(csv.DictReader(open(out / "errors.csv")))
+    assert [os.path.basename(e["file"]) for e in errors] == ["notes.txt"]
+    assert "not an image" in errors[0]["error"]
+    umask = os.umask(0)
+    os.umask(umask)
+    for f in ("predictions.csv", "findings.csv", "errors.csv"):
+        assert os.stat(out / f).st_mode & 0o777 == 0o666 & ~umask, f
+
+
+def test_nothing_readable_gives_zero_images(tmp_path):
+    imgs = tmp_path / "in"
+    imgs.mkdir()
+    (imgs / "a.txt").write_text("x")
+    stats = predict_files(FakePredictor(), [str(imgs)], str(tmp_path / "out"), ["a", "b"])
+    assert stats["images"] == 0 and stats["errors"] == 1

@@ -1,0 +1,300 @@
+"""Evaluation runs (what ``tools/eval.py`` drives): score a COCO results file, or evaluate
+checkpoints.
+
+- files: :func:`evaluate_files` scores any model's COCO results against a COCO GT file.
+- checkpoints: :func:`evaluate_checkpoints` builds the model of a config, loads each checkpoint,
+  runs inference on a data set and evaluates it with :class:`~cxr.evaluation.CXREvaluator`;
+  checkpoints holding the same weights are scored once. With several, it writes a
+  metric-vs-iteration table and TensorBoard curves and names the best.
+
+Every report folder is written by :func:`~cxr.evaluation.report.write_report` (files listed
+there). Outputs never overwrite inputs: :func:`check_output_dir` refuses an output folder that
+is an input file or contains one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..evaluation import CXREvaluator
+from ..evaluation.config import eval_kwargs_from_cfg
+from ..evaluation.medical import MedicalResult, compute_medical_metrics, flat_results
+from ..evaluation.operating_points import load_thresholds
+from ..evaluation.report import (
+    format_table,
+    write_csv,
+    write_pr_curves_tensorboard,
+    write_report,
+)
+from ..fileio import write_json_atomic
+from .coco_json import load_coco_files
+from .model import load_inference_model, weights_digest
+from .paths import check_output_dir, input_not_found
+
+__all__ = [
+    "SUMMARY_KEYS",
+    "check_output_dir",
+    "evaluate_checkpoints",
+    "evaluate_files",
+    "find_checkpoints",
+]
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_KEYS = (
+    "AP",
+    "AP50",
+    "AP75",
+    "voc_map40",
+    "froc_cpm",
+    "sensitivity_macro",
+    "specificity_macro",
+    "auroc_macro",
+    "auroc_any",
+)
+
+
+def write_tensorboard(output_dir: str, results: list[tuple[int, MedicalResult]], names) -> str:
+    """Scalars ``cxr/<key>`` (per step) and PR curves into ``output_dir/tensorboard``."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    tb = os.path.join(output_dir, "tensorboard")
+    with SummaryWriter(tb) as w:
+        for step, res in results:
+            for k, v in flat_results(res.metrics, names).items():
+                if math.isfinite(v):
+                    w.add_scalar(f"cxr/{k}", v, step)
+            write_pr_curves_tensorboard(w, res, names, step)
+    return tb
+
+
+def evaluate_files(
+    gt_json: str,
+    detections_json: str,
+    output_dir: str,
+    *,
+    plots: bool = True,
+    tensorboard: bool = True,
+    thresholds_file: str | None = None,
+    **kwargs,
+) -> MedicalResult:
+    """Score a COCO results file against a COCO GT file; write the report into ``output_dir``.
+
+    Args:
+        thresholds_file: a ``thresholds.json`` (operating points) to use.
+        kwargs: :func:`~cxr.evaluation.medical.compute_medical_metrics` options
+            (``cm_threshold``, ``thresholds``, ``bootstrap``, ``seed``, ...).
+
+    Returns:
+        the :class:`~cxr.evaluation.medical.MedicalResult`.
+    """
+    check_output_dir(output_dir, [gt_json, detections_json, thresholds_file])
+    if thresholds_file:
+        kwargs["thresholds"] = load_thresholds(thresholds_file)
+    elif isinstance(kwargs.get("thresholds"), str):
+        kwargs["thresholds"] = load_thresholds(kwargs["thresholds"])
+    dset, names, _, patients, kept = load_coco_files(gt_json, detections_json)
+    res = compute_medical_metrics(dset, names, patient_ids=patients, **kwargs)
+    res.metrics["settings"].update(
+        {"gt_json": os.path.abspath(gt_json), "detections": os.path.abspath(detections_json)}
+    )
+    write_report(
+        res,
+        names,
+        output_dir,
+        predictions=kept,
+        plots=plots,
+        threshold_meta={"gt_json": os.path.abspath(gt_json)},
+    )
+    if tensorboard:
+        write_tensorboard(output_dir, [(0, res)], names)
+    logger.info("\n%s", format_table(res, names))
+    return res
+
+
+_ITER_RE = re.compile(r"model_(\d+)\.pth$")
+
+
+def _checkpoint_order(path: str) -> tuple:
+    m = _ITER_RE.search(path)
+    base = os.path.basename(path)
+    if m:
+        return (0, int(m.group(1)), base)
+    return (1 if base == "model_final.pth" else 2, 0, base)
+
+
+def find_checkpoints(paths: Sequence[str]) -> list[str]:
+    """Expand folders (training output folders) into their ``*.pth`` files.
+
+    Order: by iteration in the name (``model_0004999.pth``), then ``model_final.pth``, then
+    other names alphabetically; ``model_best.pth`` is included when present.
+
+    Raises:
+        FileNotFoundError for a missing path or a folder without checkpoints.
+    """
+    out = []
+    for p in paths:
+        if os.path.isdir(p):
+            found = [os.path.join(p, f) for f in os.listdir(p) if f.endswith(".pth")]
+            if not found:
+                raise FileNotFoundError(f"no *.pth checkpoint in folder {p}")
+            out += sorted(found, key=_checkpoint_order)
+        elif os.path.isfile(p):
+            out.append(p)
+        else:
+            raise input_not_found("checkpoint", p, "--checkpoint")
+    return out
+
+
+def _report_dir(output_dir: str, path: str, several: bool) -> str:
+    return (
+        os.path.join(output_dir, os.path.splitext(os.path.basename(path))[0])
+        if several
+        else output_dir
+    )
+
+
+def _evaluate_model(cfg, model, dataset_name: str, report_dir: str, evaluator_kwargs: dict):
+    """Inference of ``model`` on ``dataset_name`` + :class:`CXREvaluator` into ``report_dir``.
+
+    Returns:
+        ``(flat metrics, MedicalResult or None, class names)``.
+    """
+    from detectron2.evaluation import inference_on_dataset
+
+    from ..engine import Trainer
+
+    kw = dict(CXREvaluator.from_config(cfg, dataset_name, report_dir))
+    kw.update(evaluator_kwargs or {})
+    ev = CXREvaluator(**kw)
+    with torch.no_grad():
+        res = inference_on_dataset(model, Trainer.build_test_loader(cfg, dataset_name), ev)
+    return res.get("cxr", {}), ev.last_result, ev.class_names
+
+
+def _summary_row(path: str, step: int, flat: dict) -> dict:
+    return {
+        "checkpoint": path,
+        "iteration": step,
+        "same_weights": "",
+        **{k: flat.get(k, float("nan")) for k in SUMMARY_KEYS},
+    }
+
+
+def _best(rows: list[dict], metric: str) -> dict | None:
+    valid = [r for r in rows if isinstance(r.get(metric), float) and not math.isnan(r[metric])]
+    return max(valid, key=lambda r: r[metric]) if valid else None
+
+
+def _write_summary(output_dir: str, rows: list[dict], best: dict | None, metric: str) -> None:
+    """``checkpoints.csv``, the table in the log and ``best.json`` of a several-checkpoint run."""
+    from tabulate import tabulate
+
+    write_csv(os.path.join(output_dir, "checkpoints.csv"), rows)
+    table = [
+        [os.path.basename(r["checkpoint"]), r["iteration"]]
+        + [f"{100 * r[k]:.1f}" for k in SUMMARY_KEYS]
+        for r in rows
+    ]
+    logger.info("\n%s", tabulate(table, headers=["checkpoint", "iter", *SUMMARY_KEYS]))
+    if best is not None:
+        write_json_atomic(
+            os.path.join(output_dir, "best.json"),
+            {
+                "checkpoint": best["checkpoint"],
+                "iteration": best["iteration"],
+                "metric": metric,
+                "value": best[metric],
+                "report": _report_dir(output_dir, best["checkpoint"], True),
+            },
+        )
+
+
+def evaluate_checkpoints(
+    cfg,
+    checkpoints: Sequence[str],
+    dataset_name: str,
+    output_dir: str,
+    *,
+    best_metric: str = "AP50",
+    evaluator_kwargs: dict | None = None,
+) -> dict:
+    """Evaluate each distinct set of weights among ``checkpoints`` on ``dataset_name``.
+
+    One checkpoint: the report goes into ``output_dir``. Several: each goes into
+    ``output_dir/<checkpoint name>/``, plus ``checkpoints.csv`` (metrics vs iteration),
+    ``best.json`` (the best checkpoint by ``best_metric``, higher is better) and TensorBoard
+    scalars / PR curves in ``output_dir/tensorboard``. Checkpoints whose loaded weights are
+    identical (:func:`~cxr.apps.model.weights_digest`; e.g. ``model_best.pth`` and
+    ``model_final.pth`` of one run) are scored once: one row, the others named in its
+    ``same_weights`` column.
+
+    Args:
+        evaluator_kwargs: :class:`CXREvaluator` keywords replacing the config's.
+
+    Returns:
+        ``{"checkpoints": [{"checkpoint", "iteration", "same_weights", <metrics>}], "best"}``.
+    """
+    ckpts = find_checkpoints(checkpoints)
+    check_output_dir(output_dir, list(ckpts))
+    rows, tb_results, seen = [], [], {}
+    names = None
+    for i, path in enumerate(ckpts):
+        model, extra = load_inference_model(cfg, path)
+        digest = weights_digest(model)
+        if digest in seen:
+            row = seen[digest]
+            row["same_weights"] = ";".join(filter(None, [row["same_weights"], path]))
+            logger.info("%s holds the weights of %s: not scored again", path, row["checkpoint"])
+            continue
+        it = extra.get("iteration")
+        step = int(it) if isinstance(it, (int, np.integer)) else i
+        sub = _report_dir(output_dir, path, len(ckpts) > 1)
+        flat, result, names = _evaluate_model(cfg, model, dataset_name, sub, evaluator_kwargs)
+        rows.append(_summary_row(path, step, flat))
+        seen[digest] = rows[-1]
+        if result is not None:
+            tb_results.append((step, result))
+        logger.info(
+            "%s (iteration %s): %s",
+            path,
+            step,
+            ", ".join(f"{k} {flat.get(k, float('nan')):.4f}" for k in SUMMARY_KEYS),
+        )
+        del model
+    if tb_results:
+        write_tensorboard(output_dir, tb_results, names)
+    best = _best(rows, best_metric)
+    if len(ckpts) > 1:
+        _write_summary(output_dir, rows, best, best_metric)
+    if best is not None:
+        logger.info(
+            "Best checkpoint by %s: %s (%.4f)", best_metric, best["checkpoint"], best[best_metric]
+        )
+    return {"checkpoints": rows, "best": best}
+
+
+def evaluation_overrides(args) -> dict:
+    """:func:`~cxr.evaluation.config.eval_kwargs_from_cfg` overrides from ``tools/eval.py``'s
+    flags (unset flags keep the config's values)."""
+    return {
+        "cm_threshold": args.cm_threshold,
+        "thresholds": args.thresholds or None,
+        "bootstrap": args.bootstrap,
+        "seed": args.seed,
+    }
+
+
+def resolved_eval_kwargs(cfg, args) -> dict:
+    """``cfg.CXR.EVAL`` with ``tools/eval.py``'s flags applied (thresholds loaded)."""
+    kw = eval_kwargs_from_cfg(cfg, **evaluation_overrides(args))
+    if kw["thresholds"]:
+        kw["thresholds"] = load_thresholds(kw["thresholds"])
+    return kw

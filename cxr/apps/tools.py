@@ -1,0 +1,160 @@
+"""The bodies of ``tools/eval.py``, ``tools/predict.py`` and ``tools/export_coco.py``: from
+parsed arguments to results. Each sets up logging with :func:`cxr.engine.setup_logging` (console
++ ``<output>/log.txt``) and its config with :func:`cxr.engine.setup_config`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+
+from ..config import get_cfg
+from ..engine.defaults import setup_config, setup_logging
+from ..evaluation.config import eval_kwargs_from_cfg
+from ..evaluation.medical import MedicalResult
+from ..evaluation.operating_points import load_thresholds
+from .coco_json import export_coco
+from .evaluate import evaluate_checkpoints, evaluate_files, resolved_eval_kwargs
+from .paths import check_output_dir, check_predict_output
+from .predictor import XrayPredictor, class_names_from_cfg, predict_files
+
+__all__ = ["register_nih_folder", "run_eval", "run_export_coco", "run_predict"]
+
+logger = logging.getLogger(__name__)
+
+
+def register_nih_folder(image_folder: str, annotations: str, data_entry: str = "") -> str:
+    """Register an NIH-format CSV + image folder as a temporary ``evaluator_type="cxr"`` set.
+
+    With ``data_entry`` (``Data_Entry_2017*.csv``), every ``No Finding`` image of the same
+    patients found in the folder is added as a negative.
+
+    Returns:
+        the registered name (stable for the same three paths).
+    """
+    from ..data.datasets.nih import load_nih, nih_class_names
+
+    paths = [os.path.abspath(p) if p else "" for p in (image_folder, annotations, data_entry)]
+    name = f"cxr_eval_folder_{hashlib.sha1('|'.join(paths).encode()).hexdigest()[:10]}"
+    if name not in DatasetCatalog.list():
+        DatasetCatalog.register(
+            name,
+            lambda: load_nih(
+                annotations, image_folder, data_entry or None, num_negatives=-1 if data_entry else 0
+            ),
+        )
+        MetadataCatalog.get(name).set(thing_classes=nih_class_names(), evaluator_type="cxr")
+    return name
+
+
+def _eval_files_mode(args) -> MedicalResult:
+    if not (args.gt_json and args.detections):
+        raise SystemExit("files mode needs both --gt-json and --detections")
+    if args.checkpoint or args.config_file:
+        raise SystemExit("give either --gt-json/--detections or --config-file/--checkpoint")
+    check_output_dir(args.output, [args.gt_json, args.detections, args.thresholds])
+    setup_logging(args.output)
+    return evaluate_files(
+        args.gt_json,
+        args.detections,
+        args.output,
+        plots=not args.no_plots,
+        **resolved_eval_kwargs(get_cfg(), args),
+    )
+
+
+def _eval_dataset(args, cfg) -> str:
+    if args.image_folder:
+        return register_nih_folder(args.image_folder, args.annotations, args.data_entry)
+    dataset = args.dataset or (cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else "")
+    if not dataset:
+        raise SystemExit(
+            "no dataset: give --dataset, --image-folder/--annotations, or set "
+            "DATASETS.TEST in the config"
+        )
+    return dataset
+
+
+def run_eval(args) -> dict | MedicalResult:
+    """``tools/eval.py``: pick the mode from the arguments and run it.
+
+    Raises:
+        SystemExit with a usage message for an invalid combination of arguments.
+    """
+    if args.gt_json or args.detections:
+        return _eval_files_mode(args)
+    if not (args.config_file and args.checkpoint):
+        raise SystemExit(
+            "checkpoints mode needs --config-file and --checkpoint "
+            "(or use --gt-json/--detections)"
+        )
+    if bool(args.image_folder) != bool(args.annotations):
+        raise SystemExit("--image-folder and --annotations go together")
+    inputs = [
+        args.config_file,
+        args.thresholds,
+        args.annotations,
+        args.image_folder,
+        args.data_entry,
+    ]
+    check_output_dir(args.output, inputs)
+    setup_logging(args.output)
+    cfg = setup_config(args.config_file, args.opts, output_dir=args.output)
+    dataset = _eval_dataset(args, cfg)
+    kw = resolved_eval_kwargs(cfg, args)
+    ev_kw = {k: kw[k] for k in ("cm_threshold", "bootstrap", "seed")}
+    ev_kw["plots"] = not args.no_plots
+    if kw["thresholds"] is not None:
+        ev_kw["thresholds"] = kw["thresholds"]
+    return evaluate_checkpoints(
+        cfg,
+        args.checkpoint,
+        dataset,
+        args.output,
+        best_metric=args.best_metric,
+        evaluator_kwargs=ev_kw,
+    )
+
+
+def run_predict(args) -> dict:
+    """``tools/predict.py``: predict every input image; returns :func:`predict_files`' counts.
+
+    Raises:
+        SystemExit when class names are unknown, or when no input image could be read.
+    """
+    check_predict_output(args.output, args.input)
+    setup_logging(args.output)
+    cfg = setup_config(args.config_file, args.opts)
+    names = [c.strip() for c in args.classes.split(",") if c.strip()] or class_names_from_cfg(cfg)
+    if not names:
+        raise SystemExit(
+            "class names unknown: pass --classes A,B,... or a config whose "
+            "DATASETS.TEST is registered"
+        )
+    kw = eval_kwargs_from_cfg(
+        cfg, cm_threshold=args.cm_threshold, thresholds=args.thresholds or None
+    )
+    stats = predict_files(
+        XrayPredictor(cfg, args.checkpoint),
+        args.input,
+        args.output,
+        names,
+        load_thresholds(kw["thresholds"]) if kw["thresholds"] else None,
+        kw["cm_threshold"],
+        len(cfg.MODEL.PIXEL_MEAN),
+        not args.no_overlays,
+    )
+    return stats
+
+
+def run_export_coco(args) -> dict:
+    """``tools/export_coco.py``: write a registered data set as COCO ground truth."""
+    setup_logging(None)
+    if args.dataset not in DatasetCatalog.list():
+        raise SystemExit(f"data set {args.dataset!r} is not registered")
+    counts = export_coco(args.dataset, args.output)
+    logger.info("Wrote %s (%s)", args.output, ", ".join(f"{v} {k}" for k, v in counts.items()))
+    return counts

@@ -1,0 +1,72 @@
+"""The import graph of the package points downward only (AST scan of every module of cxr/)."""
+
+import ast
+import os
+
+import cxr
+
+ROOT = os.path.dirname(os.path.abspath(cxr.__file__))
+
+#: area -> areas it must never import
+FORBIDDEN = {
+    "data": {"engine", "apps"},
+    "modeling": {"engine", "apps"},
+    "evaluation": {"engine", "apps"},
+    "engine": {"apps"},
+}
+
+
+def _package(path: str) -> list[str]:
+    """The dotted package of a module file of cxr/, as a list (``["cxr", "evaluation"]``)."""
+    return ["cxr"] + os.path.relpath(path, ROOT).split(os.sep)[:-1]
+
+
+def _imported_areas(path: str, package: list[str]) -> set[tuple[str, int]]:
+    """``(cxr area, line)`` of every import of a ``cxr.<area>`` module in the file at ``path``
+    of package ``package`` (absolute ``cxr.x`` and relative ``..x`` imports, at any depth:
+    function bodies too)."""
+    found = set()
+    for node in ast.walk(ast.parse(open(path, encoding="utf-8").read(), path)):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+                names = [mod] if node.module else [f"{mod}.{a.name}" for a in node.names]
+            else:
+                names = [node.module or ""]
+        for n in names:
+            parts = n.split(".")
+            if parts[0] == "cxr" and len(parts) > 1:
+                found.add((parts[1], node.lineno))
+    return found
+
+
+def _modules(area: str):
+    for root, _, files in os.walk(os.path.join(ROOT, area)):
+        for f in files:
+            if f.endswith(".py"):
+                yield os.path.join(root, f)
+
+
+def test_imports_point_downward():
+    bad = []
+    for area, forbidden in FORBIDDEN.items():
+        for path in _modules(area):
+            for imported, line in _imported_areas(path, _package(path)):
+                if imported in forbidden:
+                    bad.append(f"{os.path.relpath(path, ROOT)}:{line} imports cxr.{imported}")
+    assert not bad, "\n".join(bad)
+
+
+def test_scanner_sees_relative_and_nested_imports(tmp_path):
+    """The scan itself: imports inside a function, relative and absolute, are found."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import numpy\nfrom . import metrics\n"
+        "def f():\n    from ..engine import Trainer\n    import cxr.apps.tools\n"
+    )
+    found = {a for a, _ in _imported_areas(str(probe), ["cxr", "evaluation"])}
+    assert found == {"engine", "apps", "evaluation"}
