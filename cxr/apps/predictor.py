@@ -18,8 +18,8 @@ the DICOM ``DICM`` preamble; other files are listed in ``errors.csv`` as not ima
 
 from __future__ import annotations
 
+import contextlib
 import csv
-import io
 import logging
 import os
 from typing import Iterator, Sequence
@@ -32,7 +32,7 @@ from detectron2.engine import DefaultPredictor
 from ..data.io import ImageReadError, is_dicom, read_xray
 from ..evaluation.operating_points import class_thresholds, positive_findings
 from ..evaluation.report import write_csv
-from ..fileio import atomic_write, write_bytes_atomic
+from ..fileio import atomic_open, write_bytes_atomic
 from .model import load_inference_model
 from .paths import check_predict_output, input_not_found
 
@@ -184,11 +184,6 @@ class _Run:
         write_bytes_atomic(os.path.join(self.overlay_dir, f"{i:05d}_{stem}.png"), buf.tobytes())
 
 
-def _csv_file(binary) -> tuple[io.TextIOWrapper, "csv._writer"]:
-    text = io.TextIOWrapper(binary, encoding="utf-8", newline="")
-    return text, csv.writer(text)
-
-
 def predict_files(
     predictor,
     inputs: Sequence[str],
@@ -224,8 +219,11 @@ def predict_files(
         os.makedirs(ov_dir, exist_ok=True)
     run = _Run(predictor, class_names, thr, in_channels, ov_dir)
 
-    def write_both(fp, ff) -> None:
-        (tp, preds), (tf, finds) = _csv_file(fp), _csv_file(ff)
+    with contextlib.ExitStack() as stack:
+        preds, finds = (
+            csv.writer(stack.enter_context(atomic_open(os.path.join(output_dir, f), newline="")))
+            for f in ("predictions.csv", "findings.csv")
+        )
         preds.writerow(["file", "class", "score", "x1", "y1", "x2", "y2"])
         finds.writerow(["file", "findings", *[f"score_{n}" for n in class_names]])
         for i, (path, reason) in enumerate(scan_inputs(inputs)):
@@ -234,16 +232,6 @@ def predict_files(
                 run.stats["not_images"] += 1
                 continue
             run.image(i, path, preds, finds)
-        for t in (tp, tf):
-            t.flush()
-            t.detach()
-
-    atomic_write(
-        os.path.join(output_dir, "predictions.csv"),
-        lambda fp: atomic_write(
-            os.path.join(output_dir, "findings.csv"), lambda ff: write_both(fp, ff)
-        ),
-    )
     run.stats["errors"] = len(run.errors)
     if run.errors:
         write_csv(os.path.join(output_dir, "errors.csv"), run.errors)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from typing import Sequence
 
 import numpy as np
@@ -17,7 +16,11 @@ import numpy as np
 from . import metrics as M
 from .operating_points import class_thresholds, positive_findings, select_thresholds
 
-__all__ = ["MedicalResult", "compute_medical_metrics", "flat_results", "to_jsonable"]
+__all__ = [
+    "MedicalResult",
+    "compute_medical_metrics",
+    "flat_results",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -307,20 +310,6 @@ def compute_medical_metrics(
     return MedicalResult(
         out, selected, sel_meta, m["coco"], m["voc"], m["froc"], scores, labels, thr
     )
-
-
-def to_jsonable(obj):
-    """Replace NaN / inf by None and numpy scalars by Python numbers, recursively."""
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, np.ndarray)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
 
 
 def flat_results(metrics: dict, class_names: Sequence[str]) -> dict[str, float]:

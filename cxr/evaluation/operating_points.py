@@ -133,8 +133,7 @@ def select_thresholds(
     """
     if rule not in OPERATING_POINT_REGISTRY:
         raise ValueError(
-            f"operating point rule must be one of {sorted(n for n, _ in OPERATING_POINT_REGISTRY)},"
-            f" got {rule!r}"
+            f"operating point rule must be one of {OPERATING_POINT_REGISTRY.names()}, got {rule!r}"
         )
     choose = OPERATING_POINT_REGISTRY.get(rule)
     scores = np.asarray(scores, np.float64)

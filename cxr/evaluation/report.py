@@ -17,8 +17,8 @@ from typing import Sequence
 import numpy as np
 
 from . import metrics as M
-from .medical import MedicalResult, flat_results, to_jsonable
-from ..fileio import write_bytes_atomic, write_json_atomic, write_text_atomic
+from .medical import MedicalResult, flat_results
+from ..fileio import json_safe, write_bytes_atomic, write_json_atomic, write_text_atomic
 from .operating_points import save_thresholds
 
 __all__ = [
@@ -317,7 +317,7 @@ def write_report(
     _remove_stale_temporaries(output_dir)
     paths = []
     p = os.path.join(output_dir, "metrics.json")
-    write_json_atomic(p, to_jsonable(res.metrics))
+    write_json_atomic(p, json_safe(res.metrics))
     paths.append(p)
     p = os.path.join(output_dir, "per_class.csv")
     write_csv(p, per_class_rows(res, class_names))

@@ -90,7 +90,7 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
     from detectron2.utils import comm
 
     from cxr.data.splits import split_patients
-    from cxr.evaluation.medical import to_jsonable
+    from cxr.fileio import json_safe as to_jsonable
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
                             world_size=WORLD)  # fmt: skip
@@ -128,7 +128,7 @@ def test_two_gloo_ranks_equal_one_process_and_shard_disjointly(tmp_path):
     ev.reset()
     ev.add_predictions(preds)
     single = json.loads(json.dumps(ev.evaluate(), default=float))["cxr"]
-    from cxr.evaluation.medical import to_jsonable
+    from cxr.fileio import json_safe as to_jsonable
 
     single_full = json.loads(json.dumps(to_jsonable(ev.last_result.metrics), default=float))
 
