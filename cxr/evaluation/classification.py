@@ -41,10 +41,11 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
-from ..fileio import write_json_atomic, write_text_atomic
+from ..fileio import json_safe, write_json_atomic, write_text_atomic
 from . import metrics as M
 from .build import EVALUATOR_REGISTRY
-from .medical import _nanmean_rows, to_jsonable
+
+from .medical import _nanmean_rows
 from .operating_points import load_thresholds, save_thresholds, select_thresholds
 from .report import _new_figure, _save
 
@@ -318,7 +319,7 @@ def write_classification_report(
     paths = [
         os.path.join(output_dir, f) for f in ("metrics.json", "per_class.csv", "thresholds.json")
     ]
-    write_json_atomic(paths[0], to_jsonable(res.metrics))
+    write_json_atomic(paths[0], json_safe(res.metrics))
     buf = io.StringIO()
     w = csv.writer(buf)
     keys = ["positives", *CI_KEYS, "tp", "fp", "tn", "fn", "threshold"]

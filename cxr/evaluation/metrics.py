@@ -384,13 +384,31 @@ def coco_ap(
     """
     area_ranges = dict(COCO_AREA_RANGES if area_ranges is None else area_ranges)
     thr = np.minimum(np.asarray(iou_thresholds, np.float64), 1 - 1e-10)
-    T, R, C, A = len(thr), len(COCO_RECALL_THRESHOLDS), ds.num_classes, len(area_ranges)
+    rng = np.asarray(list(area_ranges.values()), np.float64)  # (A, 2)
+    tps, fps, cstarts = _coco_matches(ds, thr, rng, max_dets)
+    # non-ignored boxes per class and area
+    gt_ign_flat = (
+        ds.gt_crowd[:, None] | (ds.gt_area[:, None] < rng[:, 0]) | (ds.gt_area[:, None] > rng[:, 1])
+    )
+    npig = np.zeros((ds.num_classes, len(rng)), np.int64)
+    np.add.at(npig, ds.gt_class, (~gt_ign_flat).astype(np.int64))
+    precision = _coco_precision(tps, fps, cstarts, npig)
+    return _coco_summary(precision, list(area_ranges), iou_thresholds)
+
+
+def _coco_matches(ds: DetectionSet, thr: np.ndarray, rng: np.ndarray, max_dets: int):
+    """pycocotools' per-image greedy matching, pooled per class.
+
+    Returns:
+        ``(tps, fps, cstarts)``: (A, T, D) bool true / false positives (ignored detections are
+        neither) in pooled order (class, then descending score, stable by image id and rank in
+        image), and (C + 1,) start of each class in that order.
+    """
+    T, C, A = len(thr), ds.num_classes, len(rng)
     g = _group(ds, max_dets=max_dets)
-    n_groups, S = g.gt_slot_index.shape
     slot_ok, sidx = _slots(g)
     crowd = _pad(ds.gt_crowd)[sidx] & slot_ok
     garea = _pad(ds.gt_area)[sidx]
-    rng = np.asarray(list(area_ranges.values()), np.float64)  # (A, 2)
     ign = (
         crowd[:, None, :]
         | (garea[:, None, :] < rng[None, :, 0:1])
@@ -419,20 +437,19 @@ def coco_ap(
     dt_img = ds.dt_image[dts]
     pooled = np.lexsort((g.dt_rank, dt_img, dt_cls))
     pooled = pooled[np.lexsort((-ds.dt_scores[dts][pooled], dt_cls[pooled]))]
-    cls_sorted = dt_cls[pooled]
-    cstarts = np.searchsorted(cls_sorted, np.arange(C + 1))
+    cstarts = np.searchsorted(dt_cls[pooled], np.arange(C + 1))
     dtm = dtm[pooled].transpose(1, 2, 0)  # (A, T, D) in pooled order
     dt_ig = dt_ig[pooled].transpose(1, 2, 0) | (~dtm & out_rng[pooled].T[:, None, :])
     tps = np.ascontiguousarray(dtm & ~dt_ig)
     fps = np.ascontiguousarray(~dtm & ~dt_ig)
-    # non-ignored boxes per class and area
-    gt_ign_flat = (
-        ds.gt_crowd[:, None] | (ds.gt_area[:, None] < rng[:, 0]) | (ds.gt_area[:, None] > rng[:, 1])
-    )
-    npig = np.zeros((C, A), np.int64)
-    np.add.at(npig, ds.gt_class, (~gt_ign_flat).astype(np.int64))
-    precision = -np.ones((T, R, C, A))
-    rec_thr = COCO_RECALL_THRESHOLDS
+    return tps, fps, cstarts
+
+
+def _coco_precision(tps, fps, cstarts, npig) -> np.ndarray:
+    """(T, 101, C, A) interpolated precision at COCO's recall points (-1: no box to find)."""
+    A, T, _ = tps.shape
+    C = len(cstarts) - 1
+    precision = -np.ones((T, len(COCO_RECALL_THRESHOLDS), C, A))
     for k in range(C):
         lo, hi = cstarts[k], cstarts[k + 1]
         nd = hi - lo
@@ -448,10 +465,15 @@ def coco_ap(
             pr = tp / (fp + tp + np.spacing(1))
             pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]
             for t in range(T):
-                inds = np.searchsorted(rc[t], rec_thr, side="left")
+                inds = np.searchsorted(rc[t], COCO_RECALL_THRESHOLDS, side="left")
                 ok = inds < nd
                 precision[t, :, k, a] = np.where(ok, pr[t, np.minimum(inds, nd - 1)], 0.0)
-    names = list(area_ranges)
+    return precision
+
+
+def _coco_summary(precision: np.ndarray, names: list[str], iou_thresholds) -> dict:
+    """AP / AP50 / AP75 / AP per area range and per class from the precision array."""
+    C = precision.shape[2]
     res: dict = {"precision": precision, "area_ranges": names}
 
     def mean_valid(s):
