@@ -96,3 +96,63 @@ def test_nothing_readable_gives_zero_images(tmp_path):
     (imgs / "a.txt").write_text("x")
     stats = predict_files(FakePredictor(), [str(imgs)], str(tmp_path / "out"), ["a", "b"])
     assert stats["images"] == 0 and stats["errors"] == 1
+
+
+class ScriptedPredictor:
+    """Returns the given (boxes XYXY_ABS, scores, classes) for each call, in order."""
+
+    def __init__(self, outputs):
+        self.outputs = list(outputs)
+
+    def __call__(self, img):
+        boxes, scores, classes = self.outputs.pop(0)
+        inst = Instances(img.shape[:2])
+        inst.pred_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4))
+        inst.scores = torch.tensor(scores, dtype=torch.float32)
+        inst.pred_classes = torch.tensor(classes, dtype=torch.int64)
+        return {"instances": inst}
+
+
+def test_eval_and_predict_make_the_same_findings(tmp_path):
+    """Same detections and thresholds through the evaluator's image-level path and
+    predict_files: identical per-image findings, including a class whose operating point is 0.0
+    (an old thresholds.json) on images without a detection of it."""
+    from cxr.evaluation.medical import compute_medical_metrics
+    from cxr.evaluation.operating_points import positive_findings
+    from cxr.evaluation.records import dataset_to_detection_set
+
+    names = ["a", "b", "c"]
+    imgs = tmp_path / "in"
+    dicts = write_tiny_images(str(imgs), n=5)
+    rng = np.random.default_rng(3)
+    outputs = []
+    for i in range(5):
+        n = int(rng.integers(0, 4))
+        xy = rng.uniform(0, 30, (n, 2))
+        boxes = np.c_[xy, xy + rng.uniform(4, 20, (n, 2))]
+        scores = np.round(rng.choice([0.05, 0.25, 0.3, 0.5, 0.7], n), 2)
+        outputs.append((boxes, scores, rng.integers(0, 3, n)))
+    thresholds, cm = {"a": 0.0, "b": 0.5}, 0.3  # c uses cm_threshold
+    stats = predict_files(
+        ScriptedPredictor(outputs), [str(imgs)], str(tmp_path / "out"), names, thresholds, cm
+    )
+    assert stats["images"] == 5
+    predicted = [
+        set(r["findings"].split(";")) - {"No finding"}
+        for r in csv.DictReader(open(tmp_path / "out" / "findings.csv"))
+    ]
+    preds = [
+        {"image_id": d["image_id"], "boxes": b, "scores": s, "classes": c}
+        for d, (b, s, c) in zip(dicts, outputs)
+    ]
+    dset, ids, _ = dataset_to_detection_set(dicts, 3, preds)
+    assert ids == [d["image_id"] for d in dicts]
+    res = compute_medical_metrics(dset, names, thresholds=thresholds, cm_threshold=cm)
+    decided = positive_findings(res.scores, res.thresholds[None, :])
+    evaluated = [{n for n, p in zip(names, row) if p} for row in decided]
+    assert evaluated == predicted
+    # and the evaluator's counts are those decisions
+    for c, n in enumerate(names):
+        il = res.metrics["image_level"]["per_class"][n]
+        assert il["tp"] + il["fp"] == sum(n in f for f in predicted)
+    assert any("a" not in f for f in predicted)  # class a (threshold 0.0) is not everywhere

@@ -1,4 +1,5 @@
 """tools/benchmark.py runs a task by name, prints its rows and writes them as strict JSON."""
+
 from __future__ import annotations
 
 import json
@@ -24,4 +25,3 @@ def test_data_task_from_the_command_line(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(os.stat(out).st_mode) == 0o666 & ~umask
-

@@ -104,6 +104,9 @@ def test_checkpoints_mode_two_checkpoints(cxr_dataset, tmp_path):  # noqa: F811
     for it in (1, 2):
         model = Trainer.build_model(cfg)
         CXRCheckpointer(model, str(run)).save(f"model_{it:07d}", iteration=it)
+    # the same weights as iteration 2 under two more names, with other training state
+    CXRCheckpointer(model, str(run)).save("model_final", iteration=2, note="final")
+    CXRCheckpointer(model, str(run)).save("model_best", iteration=1)
     out = tmp_path / "eval"
     res = load_tool("eval").main(
         [
@@ -120,8 +123,17 @@ def test_checkpoints_mode_two_checkpoints(cxr_dataset, tmp_path):  # noqa: F811
         ]
     )
     assert [r["iteration"] for r in res["checkpoints"]] == [1, 2]
+    assert [os.path.basename(r["checkpoint"]) for r in res["checkpoints"]] == [
+        "model_0000001.pth",
+        "model_0000002.pth",
+    ]
+    assert res["checkpoints"][0]["same_weights"] == ""
+    assert res["checkpoints"][1]["same_weights"] == ";".join(
+        str(run / f) for f in ("model_final.pth", "model_best.pth")
+    )
     assert res["best"] is not None
     files = set(os.listdir(out))
+    assert not {"model_final", "model_best"} & files
     assert {
         "checkpoints.csv",
         "best.json",
