@@ -13,12 +13,22 @@ Supplies only what is missing, and nothing else:
   draws another index with ``random.sample`` from a ``set``, which Python >= 3.11 refuses
   (``TypeError: Population must be a sequence``). The candidate set is made indexable so the
   retry works as designed; nothing else about the dataset changes.
+* ``hooks.LRScheduler`` state: detectron2 v0.6 saves and restores the scheduler's state only
+  for subclasses of ``torch.optim.lr_scheduler._LRScheduler``; torch 2's schedulers (``StepLR``,
+  ``MultiStepLR``, ...) derive from ``LRScheduler`` instead, so a resumed run restarted their
+  schedule from the beginning. The hook's ``state_dict`` / ``load_state_dict`` are made to
+  accept any ``LRScheduler``, as later detectron2 releases do; applied only when the installed
+  hook still drops a torch 2 scheduler's state.
+
+Every fix is applied only when the installed detectron2 shows the problem, so a detectron2 that
+already has the fix is left alone.
 """
 from __future__ import annotations
 
 import collections.abc
 import importlib
 import importlib.util
+import logging
 import sys
 import types
 from typing import Any, Callable
@@ -122,12 +132,46 @@ def _patch_map_dataset() -> bool:
     return True
 
 
+def _torch_scheduler_state_dropped() -> bool:
+    """Whether detectron2's ``hooks.LRScheduler`` returns no state for a torch ``StepLR``."""
+    import torch
+    from detectron2.engine import hooks
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    return hooks.LRScheduler(opt, torch.optim.lr_scheduler.StepLR(opt, 1)).state_dict() == {}
+
+
+def _patch_lr_scheduler_hook() -> bool:
+    from detectron2.engine import hooks
+
+    if getattr(hooks.LRScheduler, "_cxr_patched", False) or not _torch_scheduler_state_dropped():
+        return False
+    import torch
+
+    # torch >= 2.0 names the base class LRScheduler; _LRScheduler is a deprecated subclass
+    base = getattr(torch.optim.lr_scheduler, "LRScheduler", torch.optim.lr_scheduler._LRScheduler)
+
+    def state_dict(self) -> dict:
+        return self.scheduler.state_dict() if isinstance(self.scheduler, base) else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if isinstance(self.scheduler, base):
+            logging.getLogger(hooks.__name__).info("Loading scheduler from state_dict ...")
+            self.scheduler.load_state_dict(state_dict)
+
+    hooks.LRScheduler.state_dict = state_dict
+    hooks.LRScheduler.load_state_dict = load_state_dict
+    hooks.LRScheduler._cxr_patched = True
+    return True
+
+
 def install() -> None:
     """Apply every shim that is needed; idempotent."""
     global STANDIN_C
     STANDIN_C = _install_standin_c() or STANDIN_C
     _patch_pillow()
     _patch_map_dataset()
+    _patch_lr_scheduler_hook()
 
 
 install()

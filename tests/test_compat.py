@@ -94,3 +94,88 @@ def test_detectron2_reports_version_0_6():
 
     assert detectron2.__version__ == "0.6"
     assert importlib.metadata.version("detectron2") == "0.6"
+
+
+def _checkpoint_resume_scenario(folder: str, scheduler_cls, **kw) -> tuple:
+    """detectron2's test_engine.py::test_checkpoint_resume: train 12 iterations with a torch
+    scheduler and a PeriodicCheckpointer every 10, then resume into a fresh optimizer (LR 999)
+    and scheduler. Returns (last_epoch and LR after training, the same after resuming)."""
+    import os
+
+    import torch
+    from detectron2.checkpoint import Checkpointer
+    from detectron2.engine import SimpleTrainer, hooks
+
+    model = torch.nn.Linear(2, 1)
+
+    class _Loss(torch.nn.Module):  # SimpleTrainer wants a dict of losses
+        def __init__(self):
+            super().__init__()
+            self.lin = model
+
+        def forward(self, x):
+            return {"loss": self.lin(x).abs().mean()}
+
+    os.makedirs(folder, exist_ok=True)
+    net = _Loss()
+    data = iter(lambda: torch.ones(4, 2), None)  # an endless loader
+    opt = torch.optim.SGD(net.parameters(), 0.1)
+    scheduler = scheduler_cls(opt, **kw)
+    trainer = SimpleTrainer(net, data, opt)
+    checkpointer = Checkpointer(net, folder, opt=opt, trainer=trainer)
+    trainer.register_hooks(
+        [hooks.LRScheduler(scheduler=scheduler), hooks.PeriodicCheckpointer(checkpointer, 10)]
+    )
+    trainer.train(0, 12)
+    trained = (scheduler.last_epoch, opt.param_groups[0]["lr"])
+    opt = torch.optim.SGD(net.parameters(), 999)  # the LR must come from the checkpoint
+    scheduler = scheduler_cls(opt, **kw)
+    trainer = SimpleTrainer(net, data, opt)
+    trainer.register_hooks([hooks.LRScheduler(scheduler=scheduler)])
+    Checkpointer(net, folder, opt=opt, trainer=trainer).resume_or_load("non_exist.pth")
+    assert trainer.iter == 11  # the last finished iteration of the checkpoint at 12
+    return trained, (scheduler.last_epoch, opt.param_groups[0]["lr"])
+
+
+def test_resume_restores_a_torch2_scheduler(tmp_path):
+    import torch
+
+    import cxr  # noqa: F401
+
+    assert not issubclass(torch.optim.lr_scheduler.StepLR, torch.optim.lr_scheduler._LRScheduler)
+    trained, resumed = _checkpoint_resume_scenario(
+        str(tmp_path / "step"), torch.optim.lr_scheduler.StepLR, step_size=3
+    )
+    assert trained[0] == 12 and trained[1] == pytest.approx(1e-5)  # 0.1 * 0.1 ** 4
+    assert resumed[0] == 12 and resumed[1] == pytest.approx(1e-5)
+    trained, resumed = _checkpoint_resume_scenario(
+        str(tmp_path / "multistep"), torch.optim.lr_scheduler.MultiStepLR, milestones=[5, 11]
+    )
+    assert resumed == pytest.approx(trained) and trained[1] == pytest.approx(1e-3)
+
+
+def test_scheduler_fix_applies_only_where_the_state_is_dropped(monkeypatch):
+    import torch
+    from detectron2.engine import hooks
+
+    import cxr.compat
+
+    monkeypatch.delattr(hooks.LRScheduler, "_cxr_patched", raising=False)
+
+    def fixed_state_dict(self):  # what a fixed detectron2 does
+        return self.scheduler.state_dict()
+
+    monkeypatch.setattr(hooks.LRScheduler, "state_dict", fixed_state_dict)
+    assert cxr.compat._patch_lr_scheduler_hook() is False
+    assert hooks.LRScheduler.state_dict is fixed_state_dict
+
+    def v06_state_dict(self):  # detectron2 v0.6's test
+        if isinstance(self.scheduler, torch.optim.lr_scheduler._LRScheduler):
+            return self.scheduler.state_dict()
+        return {}
+
+    monkeypatch.setattr(hooks.LRScheduler, "state_dict", v06_state_dict)
+    assert cxr.compat._patch_lr_scheduler_hook() is True
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    state = hooks.LRScheduler(opt, torch.optim.lr_scheduler.StepLR(opt, 1)).state_dict()
+    assert state["last_epoch"] == 0 and state["step_size"] == 1
