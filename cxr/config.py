@@ -89,6 +89,7 @@ def add_cxr_config(cfg: _D2CfgNode) -> None:
     from .evaluation.config import add_evaluation_config
     from .modeling.classifier_config import add_classifier_config
     from .modeling.config import add_modeling_config
+    from .modeling.tta_config import add_tta_config
 
     if cfg.get("CXR") is not None and cfg.CXR.get("_ADDED", False):
         return
@@ -100,6 +101,7 @@ def add_cxr_config(cfg: _D2CfgNode) -> None:
     add_classifier_config(cfg)
     add_evaluation_config(cfg)
     add_engine_config(cfg)
+    add_tta_config(cfg)
 
 
 def get_cfg() -> CfgNode:

@@ -1,0 +1,83 @@
+"""The logic behind ``tools/export.py``: export, an optional INT8 copy, an optional comparison
+with PyTorch on a data set."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+
+from tqdm import tqdm
+
+from .exporter import export_model
+
+__all__ = ["run_export", "verify_on_dataset"]
+
+logger = logging.getLogger(__name__)
+
+
+def verify_on_dataset(cfg, model, onnx_path: str, dataset: str, max_images: int = 0) -> dict:
+    """Detections of the fused PyTorch ``model`` vs ONNX Runtime on a registered data set.
+
+    Args:
+        cfg: the model's config.
+        model: the eval-mode (fused) model that was exported.
+        onnx_path: the exported file.
+        dataset: a registered data set name (e.g. ``phantom_nih_test``).
+        max_images: compare the first N images (0: all).
+
+    Returns:
+        the :class:`~cxr.export.verify.EquivalenceReport` as a dict, plus ``passes``.
+    """
+    from detectron2.data import DatasetCatalog
+
+    from ..data.io import read_xray
+    from .backends import ModelDetector
+    from .runtime import OnnxDetector
+    from .verify import compare_backends
+
+    dicts = DatasetCatalog.get(dataset)
+    dicts = dicts[:max_images] if max_images > 0 else dicts
+    images = ((d["file_name"], read_xray(d["file_name"])) for d in dicts)
+    images = tqdm(images, total=len(dicts), desc="verify", disable=None)
+    report = compare_backends(images, ModelDetector(cfg, model), OnnxDetector(onnx_path))
+    out = dataclasses.asdict(report)
+    out["worst_image"] = os.path.basename(out["worst_image"])
+    out["passes"] = report.passes()
+    return out
+
+
+def run_export(args) -> dict:
+    """``tools/export.py``: build + load + fuse the model, export, then quantize / verify.
+
+    Returns:
+        ``{"model": path, ...}`` with ``"int8"`` and ``"verify"`` entries when asked for.
+    """
+    import torch
+
+    from ..config import load_config
+    from ..evaluation import load_thresholds
+    from ..evaluation.predictor import class_names_from_cfg
+    from .backends import INFERENCE_BACKEND_REGISTRY
+
+    cfg = load_config(args.config_file, args.opts)
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        cfg.MODEL.DEVICE = "cpu"
+    cfg.freeze()
+    names = [c.strip() for c in args.classes.split(",") if c.strip()] or class_names_from_cfg(cfg)
+    if not names:
+        raise SystemExit("class names unknown: pass --classes A,B,... or a registered dataset")
+    thresholds = load_thresholds(args.thresholds) if args.thresholds else None
+    model = INFERENCE_BACKEND_REGISTRY.get("torch")(cfg, args.checkpoint).to("cpu")
+    path = export_model(
+        cfg, model, args.output, fmt=args.format, class_names=names, thresholds=thresholds
+    )
+    result = {"model": path}
+    if args.int8:
+        from .quantize import quantize_int8
+
+        result["int8"] = quantize_int8(path, os.path.join(args.output, "model.int8.onnx"))
+    if args.verify:
+        if args.format != "onnx":
+            raise SystemExit("--verify compares ONNX Runtime with PyTorch: use --format onnx")
+        result["verify"] = verify_on_dataset(cfg, model, path, args.verify, args.verify_images)
+    return result

@@ -1,0 +1,36 @@
+"""Optional INT8 copy of an exported model (ONNX Runtime dynamic quantization). Never automatic:
+``tools/export.py --int8`` writes ``model.int8.onnx`` beside ``model.onnx``; docs/deploy.md
+reports its AP change and speed on the phantom set."""
+from __future__ import annotations
+
+import logging
+
+__all__ = ["quantize_int8"]
+
+logger = logging.getLogger(__name__)
+
+
+def quantize_int8(src: str, dst: str) -> str:
+    """Write ``dst``: ``src`` with INT8 weights of its Conv / MatMul nodes (activations
+    quantized on the fly), the ``cxr`` metadata kept.
+
+    Returns:
+        ``dst``.
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from ..fileio import atomic_write
+    from .runtime import METADATA_KEY
+
+    tmp = dst + ".quant-tmp"
+    quantize_dynamic(src, tmp, weight_type=QuantType.QInt8, op_types_to_quantize=["Conv", "MatMul"])
+    proto = onnx.load(tmp)
+    meta = {p.key: p.value for p in onnx.load(src, load_external_data=False).metadata_props}
+    onnx.helper.set_model_props(proto, {METADATA_KEY: meta[METADATA_KEY]})
+    atomic_write(dst, lambda f: f.write(proto.SerializeToString()))
+    import os
+
+    os.remove(tmp)
+    logger.info("Wrote the INT8 copy %s", dst)
+    return dst
