@@ -24,11 +24,16 @@ import cxr  # noqa: F401  (registers datasets, models, evaluators)
 
 
 def parse_args(argv=None):
+    from cxr.apps.tools import add_backend_argument
+
     p = argparse.ArgumentParser(
         description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--config-file", default="", help="model config (checkpoints mode)")
-    p.add_argument("--checkpoint", nargs="+", default=[], help="checkpoint files or folders")
+    p.add_argument(
+        "--checkpoint", nargs="+", default=[], help="checkpoint files or folders (or model.onnx)"
+    )
+    add_backend_argument(p)
     p.add_argument("--dataset", default="", help="registered dataset (default DATASETS.TEST[0])")
     p.add_argument("--image-folder", default="", help="folder of PNGs (with --annotations)")
     p.add_argument("--annotations", default="", help="NIH-format box CSV (BBox_List_2017.csv)")

@@ -14,7 +14,6 @@ Logic: :mod:`cxr.export`.
 
 import argparse
 import json
-import logging
 import sys
 
 import cxr  # noqa: F401  (registers datasets and models)
@@ -38,14 +37,9 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    from detectron2.utils.logger import setup_logger
-
     from cxr.export.cli import run_export
 
-    args = parse_args(argv)
-    setup_logger(name="cxr")
-    logging.getLogger("cxr").setLevel(logging.INFO)
-    result = run_export(args)
+    result = run_export(parse_args(argv))
     print(json.dumps(result, indent=1))
     verify = result.get("verify")
     return result if verify is None or verify["passes"] else None

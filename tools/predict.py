@@ -20,11 +20,14 @@ import cxr  # noqa: F401  (registers datasets and models)
 
 
 def parse_args(argv=None):
+    from cxr.apps.tools import add_backend_argument
+
     p = argparse.ArgumentParser(
         description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--config-file", required=True, help="model config")
-    p.add_argument("--checkpoint", required=True, help="model weights (.pth)")
+    p.add_argument("--checkpoint", required=True, help="model weights (.pth) or model.onnx")
+    add_backend_argument(p)
     p.add_argument("--input", nargs="+", required=True, help="image files and/or folders")
     p.add_argument("--output", required=True, help="output folder (not beside the inputs)")
     p.add_argument("--thresholds", default="", help="thresholds.json (per-class operating points)")

@@ -225,6 +225,7 @@ def evaluate_checkpoints(
     *,
     best_metric: str = "AP50",
     evaluator_kwargs: dict | None = None,
+    backend: str = "torch",
 ) -> dict:
     """Evaluate each distinct set of weights among ``checkpoints`` on ``dataset_name``.
 
@@ -238,6 +239,7 @@ def evaluate_checkpoints(
 
     Args:
         evaluator_kwargs: :class:`CXREvaluator` keywords replacing the config's.
+        backend: inference backend (:func:`~cxr.apps.model.load_inference_model`).
 
     Returns:
         ``{"checkpoints": [{"checkpoint", "iteration", "same_weights", <metrics>}], "best"}``.
@@ -247,7 +249,7 @@ def evaluate_checkpoints(
     rows, tb_results, seen = [], [], {}
     names = None
     for i, path in enumerate(ckpts):
-        model, extra = load_inference_model(cfg, path)
+        model, extra = load_inference_model(cfg, path, backend=backend)
         digest = weights_digest(model)
         if digest in seen:
             row = seen[digest]

@@ -1,4 +1,10 @@
-"""Building a model for inference from a config and a checkpoint (what eval and predict use)."""
+"""Building a model for inference from a config and a checkpoint (what eval and predict use).
+
+Models come from an inference backend chosen by name (``--backend``) from
+:data:`INFERENCE_BACKEND_REGISTRY`: ``torch`` (here) or ``onnxruntime``
+(:mod:`cxr.export.backends`, an exported ``model.onnx``). Each returns a module with detectron2's
+model interface; test-time augmentation wraps it when ``TEST.AUG.ENABLED``.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +15,31 @@ import torch
 from detectron2.modeling import build_model
 
 from ..engine.checkpoint import load_model_weights
+from ..modeling.test_time_augmentation import build_tta_model
+from ..registry import NamedRegistry
 
-__all__ = ["load_inference_model", "weights_digest"]
+__all__ = [
+    "INFERENCE_BACKEND_REGISTRY",
+    "load_inference_model",
+    "load_torch_model",
+    "weights_digest",
+]
 
 logger = logging.getLogger(__name__)
 
+INFERENCE_BACKEND_REGISTRY = NamedRegistry("INFERENCE_BACKEND")
+INFERENCE_BACKEND_REGISTRY.__doc__ = """
+Inference backends by name: ``load(cfg, checkpoint, *, allow_pickle) -> (model, extra)``, the
+model with detectron2's interface in eval mode, ``extra`` the checkpoint's other entries.
+"""
 
-def load_inference_model(
+
+@INFERENCE_BACKEND_REGISTRY.register_as("torch")
+def load_torch_model(
     cfg, checkpoint: str, *, allow_pickle: bool = False
 ) -> tuple[torch.nn.Module, dict]:
-    """Build ``cfg``'s model, load ``checkpoint`` (EMA weights when the file has them) and put
-    it in eval mode.
+    """Build ``cfg``'s model, load ``checkpoint`` (EMA weights when the file has them), put it
+    in eval mode and fold its BatchNorms (``fuse_for_inference``, where the model has it).
 
     The architecture print goes to the DEBUG level (training prints it once, at INFO).
 
@@ -34,7 +54,34 @@ def load_inference_model(
     logger.debug("Model:\n%s", model)
     extra = load_model_weights(model, checkpoint, allow_pickle=allow_pickle)
     model.eval()
+    if hasattr(model, "fuse_for_inference"):
+        model.fuse_for_inference()
     return model, extra
+
+
+def load_inference_model(
+    cfg, checkpoint: str, *, allow_pickle: bool = False, backend: str = "torch"
+) -> tuple[torch.nn.Module, dict]:
+    """The model of inference backend ``backend`` for ``cfg`` and ``checkpoint``, wrapped in
+    test-time augmentation when ``cfg.TEST.AUG.ENABLED``.
+
+    Args:
+        cfg: a config from :func:`cxr.engine.setup_config`.
+        checkpoint: ``.pth`` file for ``torch`` (``.pkl`` only with ``allow_pickle``);
+            ``model.onnx`` from ``tools/export.py`` for ``onnxruntime``.
+        backend: an :data:`INFERENCE_BACKEND_REGISTRY` name.
+
+    Returns:
+        ``(model, extra)``: the model and the checkpoint's other entries (e.g. ``iteration``).
+    """
+    from .. import export  # noqa: F401  (registers the onnxruntime backend)
+
+    if backend not in INFERENCE_BACKEND_REGISTRY:
+        choices = INFERENCE_BACKEND_REGISTRY.names()
+        raise ValueError(f"unknown backend {backend!r}; choose from {choices}")
+    load = INFERENCE_BACKEND_REGISTRY.get(backend)
+    model, extra = load(cfg, checkpoint, allow_pickle=allow_pickle)
+    return build_tta_model(cfg, model), extra
 
 
 def weights_digest(model: torch.nn.Module) -> str:

@@ -5,6 +5,7 @@ parsed arguments to results. Each sets up logging with :func:`cxr.engine.setup_l
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import logging
 import os
@@ -18,12 +19,30 @@ from ..evaluation.medical import MedicalResult
 from ..evaluation.operating_points import load_thresholds
 from .coco_json import export_coco
 from .evaluate import evaluate_checkpoints, evaluate_files, resolved_eval_kwargs
+from .model import load_inference_model
 from .paths import check_output_dir, check_predict_output
 from .predictor import XrayPredictor, class_names_from_cfg, predict_files
 
-__all__ = ["register_nih_folder", "run_eval", "run_export_coco", "run_predict"]
+__all__ = [
+    "add_backend_argument",
+    "register_nih_folder",
+    "run_eval",
+    "run_export_coco",
+    "run_predict",
+]
 
 logger = logging.getLogger(__name__)
+
+
+def add_backend_argument(parser: argparse.ArgumentParser) -> None:
+    """``--backend`` of tools/eval.py and tools/predict.py (inference backends by name)."""
+    parser.add_argument(
+        "--backend",
+        default="torch",
+        choices=("torch", "onnxruntime"),
+        help="torch (.pth, BatchNorm folded) or onnxruntime (--checkpoint DIR/model.onnx from "
+        "tools/export.py); docs/deploy.md",
+    )
 
 
 def register_nih_folder(image_folder: str, annotations: str, data_entry: str = "") -> str:
@@ -116,6 +135,7 @@ def run_eval(args) -> dict | MedicalResult:
         args.output,
         best_metric=args.best_metric,
         evaluator_kwargs=ev_kw,
+        backend=args.backend,
     )
 
 
@@ -137,8 +157,9 @@ def run_predict(args) -> dict:
     kw = eval_kwargs_from_cfg(
         cfg, cm_threshold=args.cm_threshold, thresholds=args.thresholds or None
     )
+    model = load_inference_model(cfg, args.checkpoint, backend=args.backend)[0]
     stats = predict_files(
-        XrayPredictor(cfg, args.checkpoint),
+        XrayPredictor(cfg, model=model),
         args.input,
         args.output,
         names,

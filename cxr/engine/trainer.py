@@ -22,6 +22,7 @@ from detectron2.utils import comm
 
 from ..data import build_mapper
 from ..evaluation import build_evaluator
+from ..modeling.test_time_augmentation import build_tta_model
 from ..modeling.trunk_transfer import load_classifier_trunk
 from .checkpoint import CXRCheckpointer, load_model_weights
 from .ema import EMAHook, ModelEMA, unwrap
@@ -100,7 +101,7 @@ class Trainer(DefaultTrainer):
         if not path:
             raise ValueError("--eval-only needs MODEL.WEIGHTS (or --resume with a checkpoint)")
         load_model_weights(model, path, allow_pickle=allow_pickle)
-        return cls.test(cfg, model)
+        return cls.test(cfg, build_tta_model(cfg, model))
 
     def build_hooks(self):
         cfg = self.cfg

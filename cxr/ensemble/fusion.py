@@ -96,7 +96,7 @@ def fuse_boxes(
         method: a :data:`BOX_FUSION_REGISTRY` name: "wbf", "nms", "soft-nms" or "nmw".
         weights: one weight per list (None: all 1).
         iou_thr: IoU at which boxes of one class are merged / suppressed.
-        skip_box_thr: boxes scored below this are ignored.
+        skip_box_thr: boxes scored below this are ignored (and boxes scored 0 always).
 
     Returns:
         boxes (R, 4) float64 XYXY_ABS pixels, scores (R,) float64 by descending score, labels
@@ -107,7 +107,13 @@ def fuse_boxes(
         raise ValueError(f"unknown fusion method {method!r}; choose from {choices}")
     if weights is not None and len(weights) != len(boxes_list):
         raise ValueError(f"{len(weights)} weights for {len(boxes_list)} detection lists")
-    boxes_list = [np.asarray(b, np.float64).reshape(-1, 4) for b in boxes_list]
+    # Zero-score boxes carry no weight (and would divide WBF's weighted mean by zero).
+    boxes_list, scores_list, labels_list = _skip(
+        [np.asarray(b, np.float64).reshape(-1, 4) for b in boxes_list],
+        [np.asarray(s, np.float64).reshape(-1) for s in scores_list],
+        [np.asarray(lab).reshape(-1) for lab in labels_list],
+        np.nextafter(0.0, 1.0),
+    )
     if not sum(len(b) for b in boxes_list):
         return np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64)
     if scale is None:
@@ -116,8 +122,8 @@ def fuse_boxes(
     norm = np.array([scale[0], scale[1], scale[0], scale[1]], np.float64)
     boxes, scores, labels = BOX_FUSION_REGISTRY.get(method)(
         [np.clip(b / norm, 0.0, 1.0) for b in boxes_list],
-        [np.asarray(s, np.float64).reshape(-1) for s in scores_list],
-        [np.asarray(lab).reshape(-1) for lab in labels_list],
+        scores_list,
+        labels_list,
         weights,
         iou_thr,
         skip_box_thr,

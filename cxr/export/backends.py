@@ -1,44 +1,32 @@
-"""Inference backends for ``tools/predict.py`` and ``tools/eval.py`` (``--backend``).
+"""The ``onnxruntime`` inference backend (``--backend onnxruntime`` of ``tools/predict.py`` and
+``tools/eval.py``): an exported ``model.onnx`` behind detectron2's model interface.
 
-Each backend is built by name from :data:`INFERENCE_BACKEND_REGISTRY` as
-``build(cfg, checkpoint) -> nn.Module`` with detectron2's model interface
-(``model(batched_inputs)`` -> ``[{"instances": Instances}]``, inputs resized by the test mapper,
-boxes XYXY_ABS in each input's ``height`` x ``width``), so evaluation loops and
-:class:`ModelDetector` (one image in, :class:`Detections` out) run any of them.
-:func:`build_inference_backend` adds test-time augmentation when ``TEST.AUG.ENABLED``.
-
-``torch``: the detectron2 model from ``cfg``, weights from the ``.pth`` checkpoint, BatchNorm
-folded (``fuse_for_inference``). ``onnxruntime``: ``model.onnx`` written by ``tools/export.py``,
-run by :class:`~cxr.export.runtime.OnnxDetector` (the graph and post-processing need no torch).
+Registered in :data:`cxr.apps.model.INFERENCE_BACKEND_REGISTRY` next to ``torch``. The graph
+and the numpy post-processing run without torch (:class:`~cxr.export.runtime.OnnxDetector`);
+only this adapter turns arrays into detectron2 ``Instances``.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+
 import numpy as np
 import torch
 from torch import nn
 
 from detectron2.structures import Boxes, Instances
 
-from ..registry import NamedRegistry
+from ..apps.model import INFERENCE_BACKEND_REGISTRY
 from .runtime import Detections, OnnxDetector
 
 __all__ = [
-    "INFERENCE_BACKEND_REGISTRY",
     "OnnxRuntimeModel",
-    "ModelDetector",
-    "build_inference_backend",
     "detections_to_instances",
     "instances_to_detections",
+    "load_onnxruntime_model",
 ]
 
 logger = logging.getLogger(__name__)
-
-INFERENCE_BACKEND_REGISTRY = NamedRegistry("INFERENCE_BACKEND")
-INFERENCE_BACKEND_REGISTRY.__doc__ = """
-Inference backends by ``--backend`` name: ``build(cfg, checkpoint) -> nn.Module`` (detectron2's
-model interface).
-"""
 
 
 def instances_to_detections(inst: Instances) -> Detections:
@@ -61,44 +49,21 @@ def detections_to_instances(det: Detections, image_hw: tuple[int, int]) -> Insta
     )
 
 
-class ModelDetector:
-    """A model with detectron2's interface as a :class:`Detections` detector: resize as
-    ``ResizeShortestEdge`` (``INPUT.MIN_SIZE_TEST`` / ``MAX_SIZE_TEST``), run, boxes XYXY_ABS in
-    the input image's pixels.
-
-    A gray 2-D image is repeated over the model's input channels (the same in RGB and BGR).
-    """
-
-    def __init__(self, cfg, model: nn.Module):
-        import detectron2.data.transforms as T
-
-        self.model = model
-        self.channels = len(cfg.MODEL.PIXEL_MEAN)
-        self.aug = T.ResizeShortestEdge(
-            [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST
-        )
-
-    def __call__(self, image: np.ndarray) -> Detections:
-        if image.ndim == 2:
-            image = np.repeat(image[:, :, None], self.channels, axis=2)
-        h, w = image.shape[:2]
-        img = self.aug.get_transform(image).apply_image(image)
-        t = torch.as_tensor(np.ascontiguousarray(img.transpose(2, 0, 1)).astype("float32"))
-        with torch.no_grad():
-            out = self.model([{"image": t, "height": h, "width": w}])[0]
-        return instances_to_detections(out["instances"])
-
-
 class OnnxRuntimeModel(nn.Module):
-    """An :class:`OnnxDetector` behind detectron2's model interface (for evaluation loops).
+    """An :class:`OnnxDetector` behind detectron2's model interface.
 
     Inputs are the test mapper's dicts (``image``: (C, h, w) resized pixels; ``height`` /
     ``width``: the original size); outputs ``[{"instances": Instances}]`` in original pixels.
+    The buffer ``file_sha256`` (the ONNX file's digest) makes two exports of the same weights
+    compare equal, and different ones not, in :func:`cxr.apps.model.weights_digest`.
     """
 
     def __init__(self, detector: OnnxDetector):
         super().__init__()
         self.detector = detector
+        with open(detector.path, "rb") as f:
+            digest = hashlib.sha256(f.read()).digest()
+        self.register_buffer("file_sha256", torch.frombuffer(bytearray(digest), dtype=torch.uint8))
 
     def forward(self, batched_inputs: list[dict]) -> list[dict]:
         images = [x["image"].numpy().astype(np.float32) for x in batched_inputs]
@@ -108,37 +73,16 @@ class OnnxRuntimeModel(nn.Module):
         return [{"instances": detections_to_instances(d, s)} for d, s in zip(dets, sizes)]
 
 
-@INFERENCE_BACKEND_REGISTRY.register_as("torch")
-def torch_backend(cfg, checkpoint: str) -> nn.Module:
-    """The cfg's model with ``checkpoint`` (.pth) loaded, in eval mode, BatchNorm folded."""
-    from ..engine import Trainer
-    from ..engine.checkpoint import load_model_weights
-
-    model = Trainer.build_model(cfg)
-    load_model_weights(model, checkpoint)
-    model.eval()
-    if hasattr(model, "fuse_for_inference"):
-        model.fuse_for_inference()
-    return model
-
-
 @INFERENCE_BACKEND_REGISTRY.register_as("onnxruntime")
-def onnxruntime_backend(cfg, checkpoint: str) -> nn.Module:
-    """``checkpoint`` = an exported ``model.onnx``, run by ONNX Runtime on the CPU."""
+def load_onnxruntime_model(cfg, checkpoint: str, *, allow_pickle: bool = False):
+    """``checkpoint`` = an exported ``model.onnx``, run by ONNX Runtime on the CPU.
+
+    Returns:
+        ``(OnnxRuntimeModel, {})``.
+    """
     if not checkpoint.endswith(".onnx"):
         raise ValueError(
             f"--backend onnxruntime needs --checkpoint DIR/model.onnx (tools/export.py), "
             f"got {checkpoint!r}"
         )
-    return OnnxRuntimeModel(OnnxDetector(checkpoint)).eval()
-
-
-def build_inference_backend(name: str, cfg, checkpoint: str) -> nn.Module:
-    """Backend ``name`` ("torch" or "onnxruntime") for ``cfg`` and ``checkpoint``, wrapped in
-    test-time augmentation when ``cfg.TEST.AUG.ENABLED``."""
-    from ..modeling.test_time_augmentation import build_tta_model
-
-    if name not in INFERENCE_BACKEND_REGISTRY:
-        choices = sorted(k for k, _ in INFERENCE_BACKEND_REGISTRY)
-        raise ValueError(f"unknown backend {name!r}; choose from {choices}")
-    return build_tta_model(cfg, INFERENCE_BACKEND_REGISTRY.get(name)(cfg, checkpoint))
+    return OnnxRuntimeModel(OnnxDetector(checkpoint)).eval(), {}

@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import os
 
+import numpy as np
 from tqdm import tqdm
 
 from .exporter import export_model
@@ -30,16 +31,26 @@ def verify_on_dataset(cfg, model, onnx_path: str, dataset: str, max_images: int 
     """
     from detectron2.data import DatasetCatalog
 
+    from ..apps.predictor import XrayPredictor
     from ..data.io import read_xray
-    from .backends import ModelDetector
+    from .backends import instances_to_detections
     from .runtime import OnnxDetector
     from .verify import compare_backends
+
+    predictor = XrayPredictor(cfg, model=model)
+    channels = len(cfg.MODEL.PIXEL_MEAN)
 
     dicts = DatasetCatalog.get(dataset)
     dicts = dicts[:max_images] if max_images > 0 else dicts
     images = ((d["file_name"], read_xray(d["file_name"])) for d in dicts)
     images = tqdm(images, total=len(dicts), desc="verify", disable=None)
-    report = compare_backends(images, ModelDetector(cfg, model), OnnxDetector(onnx_path))
+    report = compare_backends(
+        images,
+        lambda gray: instances_to_detections(
+            predictor(np.repeat(gray[:, :, None], channels, axis=2))["instances"]
+        ),
+        OnnxDetector(onnx_path),
+    )
     out = dataclasses.asdict(report)
     out["worst_image"] = os.path.basename(out["worst_image"])
     out["passes"] = report.passes()
@@ -52,22 +63,18 @@ def run_export(args) -> dict:
     Returns:
         ``{"model": path, ...}`` with ``"int8"`` and ``"verify"`` entries when asked for.
     """
-    import torch
-
-    from ..config import load_config
+    from ..apps.model import load_torch_model
+    from ..apps.predictor import class_names_from_cfg
+    from ..engine.defaults import setup_config, setup_logging
     from ..evaluation import load_thresholds
-    from ..evaluation.predictor import class_names_from_cfg
-    from .backends import INFERENCE_BACKEND_REGISTRY
 
-    cfg = load_config(args.config_file, args.opts)
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        cfg.MODEL.DEVICE = "cpu"
-    cfg.freeze()
+    setup_logging(None)
+    cfg = setup_config(args.config_file, args.opts)
     names = [c.strip() for c in args.classes.split(",") if c.strip()] or class_names_from_cfg(cfg)
     if not names:
         raise SystemExit("class names unknown: pass --classes A,B,... or a registered dataset")
     thresholds = load_thresholds(args.thresholds) if args.thresholds else None
-    model = INFERENCE_BACKEND_REGISTRY.get("torch")(cfg, args.checkpoint).to("cpu")
+    model = load_torch_model(cfg, args.checkpoint)[0].to("cpu")
     path = export_model(
         cfg, model, args.output, fmt=args.format, class_names=names, thresholds=thresholds
     )

@@ -38,10 +38,10 @@ def _cfg(path: str, *opts) -> object:
 @pytest.fixture(scope="session")
 def demo_retinanet():
     """(cfg, eval-mode model with the shipped demo weights)."""
-    from cxr.export.backends import INFERENCE_BACKEND_REGISTRY
+    from cxr.apps.model import load_torch_model
 
     cfg = _cfg(DEMO_CONFIG)
-    return cfg, INFERENCE_BACKEND_REGISTRY.get("torch")(cfg, DEMO_WEIGHTS)
+    return cfg, load_torch_model(cfg, DEMO_WEIGHTS)[0]
 
 
 def calibrate_bn(model, images: list[np.ndarray]) -> None:

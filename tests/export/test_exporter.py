@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from cxr.export.backends import ModelDetector
+from cxr.apps.predictor import XrayPredictor
+from cxr.export.backends import instances_to_detections
 from cxr.export.exporter import DenseDetectorGraph, export_model
 from cxr.export.runtime import OnnxDetector, load_metadata
 from cxr.export.verify import compare_backends
@@ -16,7 +17,11 @@ NAMES8 = [f"c{i}" for i in range(8)]
 
 
 def _check(cfg, model, path, images):
-    ref = ModelDetector(cfg, model)
+    predictor = XrayPredictor(cfg, model=model)
+
+    def ref(gray):
+        return instances_to_detections(predictor(np.repeat(gray[:, :, None], 3, 2))["instances"])
+
     report = compare_backends(
         ((str(i), im) for i, im in enumerate(images)), ref, OnnxDetector(path, num_threads=1)
     )
