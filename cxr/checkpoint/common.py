@@ -1,0 +1,87 @@
+"""What every weight conversion shares: a report of kept / dropped tensors, class-layer reset,
+and writing the converted checkpoint (+ a ready config) atomically."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+
+import torch
+
+from ..fileio import atomic_write, write_text_atomic
+
+__all__ = ["ConversionReport", "reinit_class_layer", "write_checkpoint", "write_config"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class ConversionReport:
+    """What a conversion did, by destination (cxr) tensor name unless said otherwise.
+
+    Attributes:
+        kept: converted tensors (destination names).
+        dropped: source tensors with no place in the cxr model (source names).
+        reinitialized: destination tensors set afresh (e.g. a class layer for another count).
+        notes: one line per transformation applied beyond renaming (folds, reorders).
+    """
+
+    kept: list[str] = dataclasses.field(default_factory=list)
+    dropped: list[str] = dataclasses.field(default_factory=list)
+    reinitialized: list[str] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def summary(self) -> str:
+        """Human-readable lines: counts, then the dropped and re-initialized names, then notes."""
+        lines = [
+            f"kept {len(self.kept)} tensors, dropped {len(self.dropped)}, "
+            f"re-initialized {len(self.reinitialized)}"
+        ]
+        lines += [f"  dropped: {k}" for k in self.dropped]
+        lines += [f"  re-initialized: {k}" for k in self.reinitialized]
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def reinit_class_layer(
+    state: dict[str, torch.Tensor],
+    weight_key: str,
+    bias_key: str,
+    num_anchors: int,
+    num_classes: int,
+    prior_prob: float = 0.01,
+    seed: int = 0,
+) -> None:
+    """In place: a conv class layer for ``num_anchors * num_classes`` outputs, weights
+    N(0, 0.01) (seeded) and bias ``-log((1 - p) / p)`` (the focal-loss prior of RetinaNet).
+    """
+    w = state[weight_key]
+    g = torch.Generator().manual_seed(seed)
+    shape = (num_anchors * num_classes, *w.shape[1:])
+    state[weight_key] = torch.randn(shape, generator=g, dtype=w.dtype) * 0.01
+    state[bias_key] = torch.full(
+        (shape[0],), -math.log((1 - prior_prob) / prior_prob), dtype=state[bias_key].dtype
+    )
+
+
+def write_checkpoint(path: str, model_state: dict[str, torch.Tensor], meta: dict) -> None:
+    """Save ``{"model": state, "meta": meta}`` atomically (loads with weights_only=True)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    state = {k: v.contiguous() for k, v in model_state.items()}
+    atomic_write(path, lambda f: torch.save({"model": state, "meta": meta}, f))
+
+
+def write_config(path: str, base: str, weights: str, body: str, comment: str) -> None:
+    """A config ``_BASE_``-ing ``base`` (relative to ``path``'s folder) with MODEL.WEIGHTS set.
+
+    Args:
+        path: the YAML file to write.
+        base: the zoo config it extends.
+        weights: the converted checkpoint (written relative to the working directory as given).
+        body: further YAML lines under ``MODEL:`` and top-level keys, already indented.
+        comment: first-line comment saying what the config runs.
+    """
+    rel = os.path.relpath(os.path.abspath(base), os.path.dirname(os.path.abspath(path)))
+    text = f"# {comment}\n_BASE_: \"{rel}\"\nMODEL:\n  WEIGHTS: \"{weights}\"\n{body}"
+    write_text_atomic(path, text)

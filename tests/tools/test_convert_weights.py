@@ -1,0 +1,84 @@
+"""tools/convert_weights.py end to end: effdet (with OUT.yaml and --eval-only on the converted
+D0), torchvision; each prints what it kept, dropped and re-initialized."""
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+import torch
+import torchvision
+
+from cxr.config import load_config
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.modeling import build_model
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "tools"))
+
+import convert_weights  # noqa: E402
+import train_net  # noqa: E402
+
+effdet = pytest.importorskip("effdet", reason="effdet (requirements-dev.txt) is not installed")
+
+from tests.checkpoint.effdet_models import random_effdet  # noqa: E402
+
+SMALL = ["MODEL.DEVICE", "cpu", "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "64",
+         "DATALOADER.NUM_WORKERS", "0"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def converted_d0(tmp_path_factory) -> str:
+    """A random effdet efficientdet_d0 (COCO's 90 classes) converted for 2 classes."""
+    tmp = tmp_path_factory.mktemp("d0")
+    src = str(tmp / "efficientdet_d0.pth")
+    torch.save(random_effdet("efficientdet_d0", 128).state_dict(), src)
+    out = str(tmp / "d0_cxr.pth")
+    convert_weights.main(["effdet", "--arch", "efficientdet_d0", "--input", src, "--output", out,
+                          "--num-classes", "2"])  # fmt: skip
+    return out
+
+
+def test_effdet_writes_checkpoint_config_and_report(converted_d0, capsys, tmp_path):
+    out = converted_d0
+    cfg = load_config(out[: -len(".pth")] + ".yaml", SMALL)
+    assert cfg.MODEL.WEIGHTS == out and cfg.MODEL.RETINANET.NUM_CLASSES == 2
+    assert cfg.MODEL.BIFPN.PRESET == "D0" and cfg.INPUT.FORMAT == "RGB"
+    assert cfg.DATASETS.TRAIN == ("nih_bbox_train",)  # _BASE_ is the NIH zoo config
+    model = build_model(cfg)
+    state = torch.load(out, weights_only=True)["model"]
+    incompatible = model.load_state_dict(state, strict=True)
+    assert not incompatible.missing_keys
+    # the report (printed by the fixture's run; rerun to capture it)
+    src = str(tmp_path / "d0.pth")
+    torch.save(random_effdet("efficientdet_d0", 128, seed=4).state_dict(), src)
+    convert_weights.main(["effdet", "--arch", "efficientdet_d0", "--input", src, "--output",
+                          str(tmp_path / "x.pth"), "--num-classes", "2"])  # fmt: skip
+    text = capsys.readouterr().out
+    assert "dropped 2, re-initialized 2" in text
+    assert "dropped: class_net.predict.conv_pw.weight" in text
+    assert "re-initialized: head.cls_score.1.weight" in text
+
+
+def test_train_net_eval_only_runs_on_converted_d0(converted_d0, tiny_dataset, tmp_path):
+    argv = ["--eval-only", "--config-file", os.path.join(REPO, "configs/nih/efficientdet_d0.yaml"),
+            "MODEL.WEIGHTS", converted_d0, "MODEL.RETINANET.NUM_CLASSES", "2",
+            "DATASETS.TEST", f"('{tiny_dataset}',)", "OUTPUT_DIR", str(tmp_path), *SMALL]  # fmt: skip
+    results = train_net.main(train_net.argument_parser().parse_args(argv))
+    assert results  # evaluated on the tiny dataset
+
+
+def test_torchvision_subcommand(tmp_path, capsys):
+    torch.manual_seed(0)
+    tv = torchvision.models.resnet18(weights=None)
+    src = tmp_path / "resnet18.pth"
+    torch.save(tv.state_dict(), src)
+    out = str(tmp_path / "R-18-tv.pth")
+    convert_weights.main(["torchvision", "--input", str(src), "--output", out])
+    assert "dropped: fc.weight" in capsys.readouterr().out
+    cfg = load_config(os.path.join(REPO, "configs/phantom/retinanet_R_18_FPN.yaml"),
+                      ["MODEL.DEVICE", "cpu", "MODEL.RESNETS.STRIDE_IN_1X1", "False"])  # fmt: skip
+    model = build_model(cfg)
+    DetectionCheckpointer(model).load(out)
+    torch.testing.assert_close(model.backbone.bottom_up.res3[0].conv2.weight,
+                               tv.layer2[0].conv2.weight, rtol=0, atol=0)  # fmt: skip
