@@ -8,6 +8,7 @@ order that ``--resume`` continues.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import weakref
@@ -21,6 +22,7 @@ from detectron2.engine import DefaultTrainer, hooks
 from detectron2.utils import comm
 
 from ..data import build_mapper
+from ..data.checks import check_image_files
 from ..evaluation import build_evaluator
 from ..modeling.test_time_augmentation import build_tta_model
 from ..modeling.trunk_transfer import load_classifier_trunk
@@ -68,10 +70,25 @@ class Trainer(DefaultTrainer):
     """DefaultTrainer whose loaders use ``cfg.INPUT.MAPPER`` and ``DATALOADER.SAMPLER_TRAIN``
     and whose evaluator follows the dataset's ``evaluator_type``."""
 
-    @classmethod
-    def build_train_loader(cls, cfg):
-        """Train loader; the (resumable) sampler is reachable as ``loader.cxr_sampler``."""
+    def __init__(self, cfg):
+        """Checks that the training images exist (:func:`~cxr.data.checks.check_image_files`)
+        before detectron2's ``DefaultTrainer`` builds the model; the records read for the
+        check are the ones the train loader uses."""
         dicts = _train_dicts(cfg)
+        check_image_files(
+            dicts,
+            skip_bad_images=cfg.DATALOADER.SKIP_BAD_IMAGES,
+            what=f"training ({', '.join(cfg.DATASETS.TRAIN)})",
+        )
+        # DefaultTrainer.__init__ calls self.build_train_loader(cfg): hand it these records.
+        self.build_train_loader = functools.partial(type(self).build_train_loader, dicts=dicts)
+        super().__init__(cfg)
+
+    @classmethod
+    def build_train_loader(cls, cfg, dicts: list[dict] | None = None):
+        """Train loader (over ``dicts``, default the ``DATASETS.TRAIN`` records); the
+        (resumable) sampler is reachable as ``loader.cxr_sampler``."""
+        dicts = _train_dicts(cfg) if dicts is None else dicts
         sampler = build_train_sampler(cfg, dicts)
         loader = build_detection_train_loader(
             cfg, mapper=build_mapper(cfg, True), dataset=dicts, sampler=sampler

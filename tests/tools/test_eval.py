@@ -134,6 +134,9 @@ def test_checkpoints_mode_two_checkpoints(cxr_dataset, tmp_path):  # noqa: F811
     assert res["best"] is not None
     files = set(os.listdir(out))
     assert not {"model_final", "model_best"} & files
+    log = open(out / "log.txt", encoding="utf-8").read()
+    assert "cxr.apps.evaluate INFO: " in log and "model_final.pth holds the weights of" in log
+    assert "Model:" not in log and "\x1b[" not in log  # the model print is DEBUG here
     assert {
         "checkpoints.csv",
         "best.json",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -21,9 +22,17 @@ def _args(out, dataset, max_iter, *extra):
             "SOLVER.CHECKPOINT_PERIOD", "2"]  # fmt: skip
 
 
-def test_train_resume_eval_only(tiny_dataset, tmp_path):
+def test_train_resume_eval_only(tiny_dataset, tmp_path, monkeypatch):
+    import termcolor
+
     out = str(tmp_path / "run")
-    train_net.cli(_args(out, tiny_dataset, 2))
+    monkeypatch.setenv("FORCE_COLOR", "1")  # colours on the console as on a terminal
+    termcolor.can_colorize.cache_clear()
+    try:
+        train_net.cli(_args(out, tiny_dataset, 2))
+    finally:
+        monkeypatch.delenv("FORCE_COLOR")
+        termcolor.can_colorize.cache_clear()
     ckpt = os.path.join(out, "model_final.pth")
     assert os.path.isfile(ckpt)
     with open(os.path.join(out, "last_checkpoint")) as f:
@@ -31,6 +40,14 @@ def test_train_resume_eval_only(tiny_dataset, tmp_path):
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     assert state["iteration"] == 1  # detectron2 stores the last finished iteration (0-based)
     assert any(k.startswith("backbone.") for k in state["model"])
+    # log.txt: cxr's own lines with timestamps, detectron2's, no ANSI colour codes (the config
+    # and the instance histogram are coloured on the console), the model printed once
+    log = open(os.path.join(out, "log.txt"), encoding="utf-8").read()
+    assert re.search(r"^\[\d\d/\d\d \d\d:\d\d:\d\d\] cxr\.engine\.defaults INFO: ", log, re.M)
+    assert "d2.engine.train_loop INFO: Starting training" in log or "Starting training" in log
+    assert "Contents of args.config_file" in log  # highlighted by pygments on the console
+    assert "\x1b[" not in log
+    assert log.count("Model:\n") == 1
 
     # --resume continues at iteration 2 and trains to 4.
     train_net.cli(_args(out, tiny_dataset, 4, "--resume"))
