@@ -102,3 +102,37 @@ def test_rsna_negatives_and_boxes(tmp_path):
     with pytest.raises(OSError, match="missing.dcm"):
         load_rsna(str(csv), str(root))
     assert [d["image_id"] for d in load_rsna(str(csv), str(root), strict=False)] == ["p1"]
+
+
+def test_vindr_wbf_is_ensemble_boxes_wbf(tmp_path):
+    """fusion="wbf" = ensemble-boxes' WBF (one list per reader, scores 1) on normalized boxes,
+    also where greedy clustering in CSV order would differ (a chain of overlapping boxes)."""
+    from ensemble_boxes import weighted_boxes_fusion
+
+    rows = [("R1", 8, [10, 10, 40, 40]), ("R2", 8, [22, 10, 52, 40]), ("R3", 8, [34, 10, 64, 40]),
+            ("R1", 0, [5, 50, 30, 60]), ("R2", 0, [6, 51, 31, 61]),
+            ("R3", 8, [70, 5, 90, 25])]  # fmt: skip
+    root = tmp_path / "img"
+    root.mkdir()
+    write_dicom(str(root / "x.dicom"), np.zeros((64, 96), np.uint16))
+    csv = tmp_path / "train.csv"
+    csv.write_text(VINDR_HEADER + "".join(
+        f"x,{VINDR_CLASSES[c]},{c},{r},{','.join(map(str, b))}\n" for r, c, b in rows
+    ))  # fmt: skip
+    out = load_vindr(str(csv), str(root), fusion="wbf", iou_thr=0.4)[0]["annotations"]
+    cat = {0: 0, 8: 8}
+    size = np.array([96, 64, 96, 64], float)
+    readers = ["R1", "R2", "R3"]
+    boxes, scores, labels = weighted_boxes_fusion(
+        [[np.array(b) / size for r, _, b in rows if r == rd] for rd in readers],
+        [[1.0 for r, *_ in rows if r == rd] for rd in readers],
+        [[cat[c] for r, c, _ in rows if r == rd] for rd in readers], iou_thr=0.4,
+    )  # fmt: skip
+    ref = sorted((int(lab), [round(float(v), 3) for v in (b * size)], round(s * 3))
+                 for b, s, lab in zip(boxes, scores, labels))  # fmt: skip
+    ours = sorted((a["category_id"], [round(v, 3) for v in a["bbox"]], a["num_readers"])
+                  for a in out)  # fmt: skip
+    assert ours == ref
+    # the chain: WBF takes the last equal-score box first (R3, then R2 joins); CSV-order greedy
+    # clustering would have merged R1 and R2
+    assert (8, [28.0, 10.0, 58.0, 40.0], 2) in ours and len(ours) == 4

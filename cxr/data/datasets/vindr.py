@@ -7,13 +7,16 @@ and their sizes come from the DICOM headers.
 Reader fusion (``fusion=``), per image and class, boxes matched at IoU >= ``iou_thr`` (0.4):
 
 - ``none``: every reader's box kept, the reader on the annotation (``rad_id``);
-- ``wbf``: weighted box fusion without scores: boxes clustered greedily (in CSV order) against
-  each cluster's running mean; one box per cluster, the mean of its members;
+- ``wbf``: weighted boxes fusion through ``ensemble-boxes`` (:func:`cxr.ensemble.fuse_boxes`,
+  the same code as model ensembles and TTA): each reader one list, every box scored 1, boxes of
+  a class merged at IoU > ``iou_thr``; one box per cluster, the mean of its members;
 - ``nms``: each box scored by the number of other readers agreeing with it; greedy NMS by that
   score (ties: CSV order) keeps the original boxes;
-- ``majority``: the ``wbf`` clusters kept only where >= 2 distinct readers agree.
+- ``majority``: the ``wbf`` clusters kept only where >= 2 readers agree.
 
-Fused annotations carry ``num_readers`` (distinct readers in the cluster).
+Fused annotations carry ``num_readers``: for ``wbf`` / ``majority`` the boxes in the cluster (from
+WBF's score, boxes / readers of the image; a reader boxing one finding twice counts twice), for
+``nms`` the distinct readers agreeing.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Sequence
 import numpy as np
 from detectron2.structures import BoxMode
 
+from ...ensemble import fuse_boxes
 from ...registry import NamedRegistry
 from .common import RowChecker, csv_line, log_summary, read_csv_checked
 
@@ -64,31 +68,26 @@ def _by_class(annos: list[dict]) -> dict[int, list[dict]]:
     return out
 
 
-def _clusters(annos: list[dict], iou_thr: float) -> list[list[dict]]:
-    clusters: list[list[dict]] = []
-    means: list[np.ndarray] = []
-    for a in annos:
-        box = np.asarray(a["bbox"], np.float64)
-        if means:
-            ious = pairwise_iou(box[None], np.stack(means))[0]
-            j = int(np.argmax(ious))
-            if ious[j] >= iou_thr:
-                clusters[j].append(a)
-                means[j] = np.mean([m["bbox"] for m in clusters[j]], axis=0)
-                continue
-        clusters.append([a])
-        means.append(box)
-    return clusters
-
-
-def _fused(cluster: list[dict]) -> dict:
-    box = np.mean([a["bbox"] for a in cluster], axis=0)
-    return {
-        "bbox": [float(v) for v in box],
-        "bbox_mode": BoxMode.XYXY_ABS,
-        "category_id": cluster[0]["category_id"],
-        "num_readers": len({a.get("rad_id") for a in cluster}),
-    }
+def _wbf(annos: list[dict], iou_thr: float) -> list[dict]:
+    """WBF of one image's boxes (XYXY_ABS), one list per reader, all scores 1."""
+    readers = sorted({str(a.get("rad_id")) for a in annos})
+    lists = [[a for a in annos if str(a.get("rad_id")) == r] for r in readers]
+    boxes, scores, labels = fuse_boxes(
+        [np.array([a["bbox"] for a in group], np.float64) for group in lists],
+        [np.ones(len(group)) for group in lists],
+        [np.array([a["category_id"] for a in group]) for group in lists],
+        method="wbf",
+        iou_thr=iou_thr,
+    )
+    return [
+        {
+            "bbox": [float(v) for v in box],
+            "bbox_mode": BoxMode.XYXY_ABS,
+            "category_id": int(label),
+            "num_readers": int(round(score * len(readers))),
+        }
+        for box, score, label in zip(boxes, scores, labels)
+    ]
 
 
 @BOX_FUSIONS.register_as("none")
@@ -98,20 +97,12 @@ def _fuse_none(annos: list[dict], iou_thr: float) -> list[dict]:
 
 @BOX_FUSIONS.register_as("wbf")
 def _fuse_wbf(annos: list[dict], iou_thr: float) -> list[dict]:
-    out = []
-    for group in _by_class(annos).values():
-        out += [_fused(c) for c in _clusters(group, iou_thr)]
-    return out
+    return _wbf(annos, iou_thr)
 
 
 @BOX_FUSIONS.register_as("majority")
 def _fuse_majority(annos: list[dict], iou_thr: float) -> list[dict]:
-    out = []
-    for group in _by_class(annos).values():
-        out += [
-            _fused(c) for c in _clusters(group, iou_thr) if len({a.get("rad_id") for a in c}) >= 2
-        ]
-    return out
+    return [a for a in _wbf(annos, iou_thr) if a["num_readers"] >= 2]
 
 
 @BOX_FUSIONS.register_as("nms")
