@@ -516,14 +516,9 @@ def generate_phantom_dataset(
     if num_negatives < 0:
         raise ValueError(f"num_negatives must be >= 0, got {num_negatives}")
     img_dir = os.path.join(output_dir, "images")
-    key = {
-        "version": _VERSION,
-        "size": int(size),
-        "seed": int(seed),
-        "num_negatives": int(num_negatives),
-        "bbox_csv_sha256": _sha256(bbox_csv),
-        "data_entry_csv_sha256": _sha256(data_entry_csv),
-    }
+    key = {"version": _VERSION, "size": int(size), "seed": int(seed),
+           "num_negatives": int(num_negatives), "bbox_csv_sha256": _sha256(bbox_csv),
+           "data_entry_csv_sha256": _sha256(data_entry_csv)}  # fmt: skip
     old, up_to_date = _cached_manifest(output_dir, key, force)
     if up_to_date:
         logger.info("Phantom set in %s is up to date (manifest matches): skipped", output_dir)
@@ -547,14 +542,9 @@ def generate_phantom_dataset(
         os.path.join(output_dir, "Data_Entry_2017_v2020.csv"), entry, all_images,
         data_entry_csv, size,
     )  # fmt: skip
-    manifest = {
-        **key,
-        "num_images": len(all_images),
-        "num_box_images": len(box_images),
-        "num_boxes": int(len(boxes)),
-        "contrast_range": list(CONTRAST_RANGE),
-        "noise_sigma_range": list(NOISE_SIGMA_RANGE),
-    }
+    manifest = {**key, "num_images": len(all_images), "num_box_images": len(box_images),
+                "num_boxes": int(len(boxes)), "contrast_range": list(CONTRAST_RANGE),
+                "noise_sigma_range": list(NOISE_SIGMA_RANGE)}  # fmt: skip
     text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
     write_text_atomic(os.path.join(output_dir, MANIFEST), text)
     secs = time.perf_counter() - t0

@@ -39,7 +39,8 @@ class Case:
             raises; ``strict=False`` repairs / skips and logs a count).
         row, field: where the error points (``row`` is the 1-based CSV line or a JSON entry).
         log: substring of the lenient-mode warning (e.g. ``"skipped 1 row(s)"``).
-        check: extra assertion on the ``ok`` / lenient result.
+        check: ``fn(result)`` asserting what the ``ok`` / lenient read returned (every ``ok``
+            and ``lenient`` case has one; its return value is ignored).
     """
 
     name: str
@@ -172,6 +173,28 @@ def _same_as_good(out) -> None:
     assert _boxes(out) == [("00000001_000", [[10.0, 20.0, 18.0, 26.0]])], _boxes(out)
 
 
+def _no_images(out: list) -> None:
+    assert out == [], out
+
+
+def _image_without_boxes(image_id: str) -> Callable[[list], None]:
+    def check(out: list) -> None:
+        assert [(d["image_id"], d["annotations"]) for d in out] == [(image_id, [])], out
+
+    return check
+
+
+def _second_image_boxes(image_id: str, boxes: list) -> Callable[[list], None]:
+    def check(out: list) -> None:
+        assert len(out) == 2 and _boxes(out)[1] == (image_id, boxes), _boxes(out)
+
+    return check
+
+
+def _no_detections(result) -> None:
+    assert len(result[4]) == 0, result[4]
+
+
 def _gray_u8(img) -> None:
     assert img.dtype == np.uint8 and img.shape == (IMG_H, IMG_W)
 
@@ -235,7 +258,7 @@ CASES: list[Case] = [
          reason="not a readable DICOM"),
     # --- NIH BBox_List CSV (load_nih) ---------------------------------------------------------
     Case("empty CSV (0 bytes)", "nih", _nih(b""), "error", 1, "(header)"),
-    Case("header only", "nih", _nih(""), "ok", check=lambda out: out == []),
+    Case("header only", "nih", _nih(""), "ok", check=_no_images),
     Case("missing columns (4 of 6)", "nih", _nih("00000001_000.png,Nodule,10,20\n",
          header="Image Index,Finding Label,x,y\n"), "error", 1, "w"),
     Case("extra columns (header and rows)", "nih", _nih(GOOD_NIH.strip() + ",,,,note\n",
@@ -244,7 +267,7 @@ CASES: list[Case] = [
          _nih("00000002_000.png,Mass,1,2,3,4,,,,x,y\n" + GOOD_NIH), "error", 2, "(CSV syntax)"),
     Case("later row longer than the header (usecols: extra fields ignored)", "nih",
          _nih(GOOD_NIH + "00000002_000.png,Mass,1,2,3,4,,,,x,y\n"), "ok",
-         check=lambda out: _boxes(out)[1] == ("00000002_000", [[1.0, 2.0, 4.0, 6.0]])),
+         check=_second_image_boxes("00000002_000", [[1.0, 2.0, 4.0, 6.0]])),
     Case("UTF-8 BOM", "nih", _nih(("\ufeff" + NIH_BBOX_HEADER + GOOD_NIH).encode()), "ok",
          check=_same_as_good),
     Case("CRLF line ends", "nih", _nih((NIH_BBOX_HEADER + GOOD_NIH).replace("\n", "\r\n").encode()),
@@ -270,7 +293,7 @@ CASES: list[Case] = [
     Case("box beyond the image (x + w > width)", "nih",
          _nih(GOOD_NIH + "00000002_000.png,Mass,70,2,30,4\n"), "lenient", 3, "w",
          "repaired 1 row(s)",
-         check=lambda out: _boxes(out)[1] == ("00000002_000", [[70.0, 2.0, 80.0, 6.0]])),
+         check=_second_image_boxes("00000002_000", [[70.0, 2.0, 80.0, 6.0]])),
     Case("box wholly outside the image", "nih",
          _nih(GOOD_NIH + "00000002_000.png,Mass,500,2,30,4\n"), "lenient", 3, "x",
          "skipped 1 row(s)", check=_same_as_good),
@@ -287,21 +310,22 @@ CASES: list[Case] = [
     Case("VinDr: row longer than the header", "vindr",
          _vindr("a,Nodule/Mass,8,R1,1,2,10,12,99,99\n"), "error", 2, "(CSV syntax)"),
     Case("VinDr: unknown class_id", "vindr", _vindr("a,Nodule/Mass,99,R1,1,2,10,12\n"), "lenient",
-         2, "class_id", "skipped 1 row(s)"),
+         2, "class_id", "skipped 1 row(s)", check=_no_images),
     Case("VinDr: class_name does not match class_id", "vindr",
-         _vindr("a,Nodule/Mass,3,R1,1,2,10,12\n"), "lenient", 2, "class_name", "skipped 1 row(s)"),
+         _vindr("a,Nodule/Mass,3,R1,1,2,10,12\n"), "lenient", 2, "class_name", "skipped 1 row(s)",
+         check=_no_images),
     Case("VinDr: image_id ../../etc/passwd", "vindr",
          _vindr("../../etc/passwd,Nodule/Mass,8,R1,1,2,10,12\n"), "lenient", 2, "image_id",
-         "skipped 1 row(s)"),
+         "skipped 1 row(s)", check=_no_images),
     Case("VinDr: x_max < x_min", "vindr", _vindr("a,Nodule/Mass,8,R1,10,2,5,12\n"), "lenient", 2,
-         "x_max", "skipped 1 row(s)"),
+         "x_max", "skipped 1 row(s)", check=_image_without_boxes("a")),
     Case("VinDr: DICOM missing", "vindr", _vindr("zz,Nodule/Mass,8,R1,1,2,10,12\n"), "lenient",
-         None, None, "unreadable image: 1", names="zz.dicom"),
+         None, None, "unreadable image: 1", names="zz.dicom", check=_no_images),
     # --- RSNA stage_2_train_labels.csv (load_rsna) ----------------------------------------------
     Case("RSNA: Target not 0/1", "rsna", _rsna("a,1,2,3,4,2\n"), "lenient", 2, "Target",
-         "skipped 1 row(s)"),
+         "skipped 1 row(s)", check=_no_images),
     Case("RSNA: Target=0 with a box", "rsna", _rsna("a,1,2,3,4,0\n"), "lenient", 2, "Target",
-         "skipped 1 row(s)"),
+         "skipped 1 row(s)", check=_image_without_boxes("a")),
     Case("RSNA: missing column", "rsna", _rsna("a,1\n", header="patientId,x\n"), "error", 1,
          "Target"),
     # --- COCO JSON (tools/eval.py files mode: cxr.apps.coco_json.load_coco_files) ------------
@@ -323,7 +347,7 @@ CASES: list[Case] = [
          "annotations[0]", "bbox"),
     Case("COCO: detection of unknown category_id", "coco",
          _coco(dt=[dict(COCO_DT[0], category_id=9)]), "ok",
-         check=lambda r: len(r[4]) == 0, log="1 detections of categories not in"),
+         check=_no_detections, log="1 detections of categories not in"),
     Case("COCO: detection box w < 0", "coco", _coco(dt=[dict(COCO_DT[0], bbox=[1, 1, -2, 5])]),
          "error", "entry 0", "bbox", names="dt.json"),
     Case("COCO: detection without score", "coco", _coco(dt=[{"image_id": 1, "category_id": 1,

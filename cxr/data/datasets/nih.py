@@ -113,8 +113,33 @@ def load_nih(
         ``category_id``. Sorted by file name, positives and negatives mixed.
     """
     names = nih_class_names(classes)
-    cat_of = {c: i for i, c in enumerate(names)}
     check = RowChecker(bbox_csv, strict=strict)
+    records, dropped_images = _box_records(bbox_csv, image_root, names, check)
+    if num_negatives and data_entry_csv:
+        negs = _negatives(data_entry_csv, image_root, records, dropped_images, strict)
+        if num_negatives > 0 and num_negatives < len(negs):
+            pick = np.random.default_rng(seed).choice(len(negs), num_negatives, replace=False)
+            negs = [negs[j] for j in sorted(pick)]
+        for rec in negs:
+            rec_size = _image_size(rec["file_name"])
+            rec["height"], rec["width"] = int(rec_size[0]), int(rec_size[1])
+            records[os.path.basename(rec["file_name"])] = rec
+    elif num_negatives:
+        logger.warning(
+            "load_nih: num_negatives=%d but no data_entry_csv: none added", num_negatives
+        )
+    check.report()
+    out = [records[k] for k in sorted(records)]
+    log_summary(f"NIH {os.path.basename(bbox_csv)}", out, names)
+    return out
+
+
+def _box_records(
+    bbox_csv: str, image_root: str, names: Sequence[str], check: RowChecker
+) -> tuple[dict[str, dict], set]:
+    """(image name -> record with its checked XYXY_ABS boxes of the classes ``names``, names of
+    the images whose boxes are all of other classes)."""
+    cat_of = {c: i for i, c in enumerate(names)}
     fields = ("Image Index", "Finding Label") + _BOX_FIELDS
     df = read_csv_rows(bbox_csv, fields, header=0, usecols=range(6))
     records: dict[str, dict] = {}
@@ -147,24 +172,7 @@ def load_nih(
         rec["annotations"].append(
             {"bbox": box, "bbox_mode": BoxMode.XYXY_ABS, "category_id": cat_of[label]}
         )
-    records = {k: v for k, v in records.items() if v["annotations"]}
-    if num_negatives and data_entry_csv:
-        negs = _negatives(data_entry_csv, image_root, records, dropped_images, strict)
-        if num_negatives > 0 and num_negatives < len(negs):
-            pick = np.random.default_rng(seed).choice(len(negs), num_negatives, replace=False)
-            negs = [negs[j] for j in sorted(pick)]
-        for rec in negs:
-            rec_size = _image_size(rec["file_name"])
-            rec["height"], rec["width"] = int(rec_size[0]), int(rec_size[1])
-            records[os.path.basename(rec["file_name"])] = rec
-    elif num_negatives:
-        logger.warning(
-            "load_nih: num_negatives=%d but no data_entry_csv: none added", num_negatives
-        )
-    check.report()
-    out = [records[k] for k in sorted(records)]
-    log_summary(f"NIH {os.path.basename(bbox_csv)}", out, names)
-    return out
+    return {k: v for k, v in records.items() if v["annotations"]}, dropped_images
 
 
 def _negatives(
