@@ -92,6 +92,11 @@ def add_modeling_config(cfg) -> None:
     cfg.MODEL.RETINANET.FOCAL_ALPHA = None
     # Exponent p of the "auto" weights w_c = n_c^-p (1: inverse frequency, 0.5: inverse sqrt).
     cfg.MODEL.RETINANET.FOCAL_ALPHA_AUTO_POWER = 1.0
+    # Keep the whole detector (backbone, head) and its input batch in channels-last (NHWC)
+    # memory format: same results; on CPU most convolutions then take oneDNN's kernels (about
+    # 1.3x faster training steps for the ResNet demo model). The EfficientNet + BiFPN backbone
+    # has its own MODEL.BIFPN.CHANNELS_LAST.
+    cfg.MODEL.RETINANET.CHANNELS_LAST = False
 
     # --- FocalROIHeads: sigmoid focal loss in the Fast R-CNN box predictor ---
     # Focal gamma of the box classifier (0 = per-class sigmoid cross-entropy).

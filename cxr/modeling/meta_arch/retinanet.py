@@ -13,6 +13,7 @@ from detectron2.layers import ShapeSpec, cat, get_norm
 from detectron2.modeling import META_ARCH_REGISTRY, RetinaNet
 from detectron2.modeling.anchor_generator import build_anchor_generator
 from detectron2.modeling.meta_arch.retinanet import RetinaNetHead
+from detectron2.structures import ImageList
 from detectron2.utils.registry import Registry
 
 from ..backbone.efficientnet_bifpn import bifpn_settings
@@ -173,13 +174,20 @@ class CXRRetinaNet(RetinaNet):
     """
 
     @configurable
-    def __init__(self, *, focal_alpha: float | list[float] = 0.25, **kwargs):
+    def __init__(
+        self, *, focal_alpha: float | list[float] = 0.25, channels_last: bool = False, **kwargs
+    ):
         """
         Args:
             focal_alpha: a number (one alpha for every class) or a list of NUM_CLASSES alphas.
+            channels_last: keep weights and the input batch in channels-last (NHWC) memory
+                format (same results; faster CPU convolutions).
             kwargs: everything :class:`detectron2.modeling.RetinaNet` takes.
         """
         super().__init__(focal_loss_alpha=-1, **kwargs)
+        self.channels_last = channels_last
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
         if isinstance(focal_alpha, (int, float)):
             focal_alpha = [float(focal_alpha)] * self.num_classes
         if len(focal_alpha) != self.num_classes:
@@ -193,6 +201,7 @@ class CXRRetinaNet(RetinaNet):
         feature_shapes = [ret["backbone"].output_shape()[f] for f in ret["head_in_features"]]
         ret["head"] = build_retinanet_head(cfg, feature_shapes)
         ret.pop("focal_loss_alpha")
+        ret["channels_last"] = cfg.MODEL.RETINANET.CHANNELS_LAST
         ret["focal_alpha"] = resolve_focal_alpha(
             cfg.MODEL.RETINANET.FOCAL_ALPHA,
             cfg.MODEL.RETINANET.NUM_CLASSES,
@@ -201,6 +210,13 @@ class CXRRetinaNet(RetinaNet):
             power=cfg.MODEL.RETINANET.FOCAL_ALPHA_AUTO_POWER,
         )
         return ret
+
+    def preprocess_image(self, batched_inputs: list[dict]) -> ImageList:
+        """As :meth:`RetinaNet.preprocess_image`; the batch is channels-last when the model is."""
+        images = super().preprocess_image(batched_inputs)
+        if self.channels_last:
+            images.tensor = images.tensor.contiguous(memory_format=torch.channels_last)
+        return images
 
     def fuse_for_inference(self) -> "CXRRetinaNet":
         """Fold BatchNorm into the convs of the backbone and head that support it (eval only).
@@ -217,6 +233,8 @@ class CXRRetinaNet(RetinaNet):
         for module in (self.backbone, self.head):
             if hasattr(module, "fuse_for_inference"):
                 module.fuse_for_inference()
+        if self.channels_last:  # folded convs are new modules
+            self.to(memory_format=torch.channels_last)
         self._fused_for_inference = True
         return self
 
