@@ -14,7 +14,8 @@ Files mode (scores any model's COCO results; no model)::
     python tools/eval.py --gt-json gt.json --detections results.json --output DIR
 
 Both print a per-class table and write DIR/metrics.json, per_class.csv, predictions.json,
-thresholds.json, PNG plots, TensorBoard event files and log.txt. Logic: :mod:`cxr.apps`.
+thresholds.json, PNG plots, report.html (metrics, plots, galleries of false positives and missed
+lesions; opens offline), TensorBoard event files and log.txt. Logic: :mod:`cxr.apps`.
 """
 
 import argparse
@@ -54,6 +55,13 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=None, help="bootstrap seed")
     p.add_argument("--best-metric", default="AP50", help="metric naming the best checkpoint")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument(
+        "--gallery-size",
+        type=int,
+        default=None,
+        help="report.html: false positives / missed lesions shown per class (default CXR.EVAL 8)",
+    )
+    p.add_argument("--image-root", default="", help="files mode: folder of the GT file_name images")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return p.parse_args(argv)
 

@@ -14,6 +14,7 @@ import logging
 import math
 import os
 from collections import defaultdict
+from typing import Sequence
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
@@ -274,3 +275,19 @@ def export_coco(dataset_name: str, output: str) -> dict:
     coco = dataset_to_coco(dataset_name)
     write_text_atomic(output, json.dumps(coco))
     return {k: len(v) for k, v in coco.items()}
+
+
+def coco_file_names(gt_json: str, image_ids: Sequence, image_root: str | None = None) -> list[str]:
+    """The image file of each of ``image_ids`` in a COCO GT file (for report thumbnails).
+
+    Args:
+        image_root: folder that relative ``file_name`` entries are in (default: the GT file's
+            folder). Images without ``file_name`` get "".
+
+    Returns:
+        paths in the order of ``image_ids``.
+    """
+    gt = _load_json(gt_json, "ground-truth")
+    root = image_root if image_root else os.path.dirname(os.path.abspath(gt_json))
+    names = {im["id"]: str(im.get("file_name") or "") for im in gt["images"]}
+    return [os.path.join(root, names[i]) if names[i] else "" for i in image_ids]

@@ -34,7 +34,7 @@ from ..evaluation.report import (
     write_report,
 )
 from ..fileio import write_json_atomic
-from .coco_json import load_coco_files
+from .coco_json import coco_file_names, load_coco_files
 from .model import load_inference_model, weights_digest
 from .paths import check_output_dir, input_not_found
 
@@ -83,12 +83,17 @@ def evaluate_files(
     plots: bool = True,
     tensorboard: bool = True,
     thresholds_file: str | None = None,
+    gallery_size: int = 8,
+    image_root: str | None = None,
     **kwargs,
 ) -> MedicalResult:
     """Score a COCO results file against a COCO GT file; write the report into ``output_dir``.
 
     Args:
         thresholds_file: a ``thresholds.json`` (operating points) to use.
+        gallery_size: ``report.html`` gallery cases per class and kind.
+        image_root: folder of the GT images' ``file_name`` (default: the GT file's folder); the
+            report's thumbnails are read from there (an unreadable image is named, not shown).
         kwargs: :func:`~cxr.evaluation.medical.compute_medical_metrics` options
             (``cm_threshold``, ``thresholds``, ``bootstrap``, ``seed``, ...).
 
@@ -100,7 +105,7 @@ def evaluate_files(
         kwargs["thresholds"] = load_thresholds(thresholds_file)
     elif isinstance(kwargs.get("thresholds"), str):
         kwargs["thresholds"] = load_thresholds(kwargs["thresholds"])
-    dset, names, _, patients, kept = load_coco_files(gt_json, detections_json)
+    dset, names, image_ids, patients, kept = load_coco_files(gt_json, detections_json)
     res = compute_medical_metrics(dset, names, patient_ids=patients, **kwargs)
     res.metrics["settings"].update(
         {"gt_json": os.path.abspath(gt_json), "detections": os.path.abspath(detections_json)}
@@ -112,6 +117,12 @@ def evaluate_files(
         predictions=kept,
         plots=plots,
         threshold_meta={"gt_json": os.path.abspath(gt_json)},
+        html={
+            "ds": dset,
+            "file_names": coco_file_names(gt_json, image_ids, image_root),
+            "gallery_size": gallery_size,
+            "subtitle": f"{os.path.basename(detections_json)} on {os.path.basename(gt_json)}",
+        },
     )
     if tensorboard:
         write_tensorboard(output_dir, [(0, res)], names)

@@ -76,12 +76,17 @@ def _eval_files_mode(args) -> MedicalResult:
         raise SystemExit("give either --gt-json/--detections or --config-file/--checkpoint")
     check_output_dir(args.output, [args.gt_json, args.detections, args.thresholds])
     setup_logging(args.output)
+    cfg = get_cfg()
     return evaluate_files(
         args.gt_json,
         args.detections,
         args.output,
         plots=not args.no_plots,
-        **resolved_eval_kwargs(get_cfg(), args),
+        gallery_size=(
+            cfg.CXR.EVAL.GALLERY_SIZE if args.gallery_size is None else args.gallery_size
+        ),
+        image_root=args.image_root or None,
+        **resolved_eval_kwargs(cfg, args),
     )
 
 
@@ -126,6 +131,8 @@ def run_eval(args) -> dict | MedicalResult:
     kw = resolved_eval_kwargs(cfg, args)
     ev_kw = {k: kw[k] for k in ("cm_threshold", "bootstrap", "seed")}
     ev_kw["plots"] = not args.no_plots
+    if args.gallery_size is not None:
+        ev_kw["gallery_size"] = args.gallery_size
     if kw["thresholds"] is not None:
         ev_kw["thresholds"] = kw["thresholds"]
     return evaluate_checkpoints(

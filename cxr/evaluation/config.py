@@ -27,6 +27,11 @@ def add_evaluation_config(cfg) -> None:
     cfg.CXR.EVAL.MAX_DETS = 100
     # Write the PNG plots (FROC, PR, ROC, confusion counts) into the output folder.
     cfg.CXR.EVAL.PLOTS = True
+    # Write report.html (one self-contained page: metrics, plots and per-class galleries of
+    # false positives and missed lesions at the operating point) into the output folder.
+    cfg.CXR.EVAL.HTML_REPORT = True
+    # Gallery cases per class and kind (false positives, missed lesions) in report.html.
+    cfg.CXR.EVAL.GALLERY_SIZE = 8
 
 
 def eval_kwargs_from_cfg(cfg, **overrides) -> dict:

@@ -42,7 +42,7 @@ class CXREvaluator(DatasetEvaluator):
     ``evaluate()`` returns ``{"cxr": {name: float}}`` (see
     :func:`~cxr.evaluation.medical.flat_results`; NaN for undefined values) and, with an
     ``output_dir``, writes ``metrics.json``, ``per_class.csv``, ``predictions.json``,
-    ``thresholds.json`` (operating points chosen on this set) and PNG plots. When a detectron2
+    ``thresholds.json`` (operating points chosen on this set), PNG plots and ``report.html``. When a detectron2
     EventStorage is active (training), it also puts the scalars under ``cxr/`` and the per-class
     PR curves as the image ``cxr/pr_curves`` (TensorBoard shows them under Images).
     """
@@ -63,6 +63,8 @@ class CXREvaluator(DatasetEvaluator):
         target_sensitivity: float = 0.9,
         max_dets: int = 100,
         plots: bool = True,
+        html_report: bool = True,
+        gallery_size: int = 8,
         distributed: bool = True,
     ):
         """
@@ -76,6 +78,8 @@ class CXREvaluator(DatasetEvaluator):
             operating_point, target_sensitivity: rule for thresholds.json chosen on this set.
             max_dets: COCO detections per image and class.
             plots: write PNG plots.
+            html_report: write ``report.html`` (:mod:`cxr.evaluation.html_report`).
+            gallery_size: its gallery cases per class and kind.
             distributed: gather predictions from all ranks.
         """
         self._dataset_name = dataset_name
@@ -94,6 +98,7 @@ class CXREvaluator(DatasetEvaluator):
             max_dets=int(max_dets),
         )
         self._plots = plots
+        self._html = {"gallery_size": int(gallery_size)} if html_report else None
         self._distributed = distributed
         meta = MetadataCatalog.get(dataset_name)
         self._class_names = list(meta.thing_classes)
@@ -108,6 +113,8 @@ class CXREvaluator(DatasetEvaluator):
             "output_dir": output_dir,
             **eval_kwargs_from_cfg(cfg),
             "plots": cfg.CXR.EVAL.PLOTS,
+            "html_report": cfg.CXR.EVAL.HTML_REPORT,
+            "gallery_size": cfg.CXR.EVAL.GALLERY_SIZE,
         }
 
     @property
@@ -173,7 +180,7 @@ class CXREvaluator(DatasetEvaluator):
             logger.warning("[CXREvaluator] no predictions received: every image has none")
         t0 = time.perf_counter()
         dicts = DatasetCatalog.get(self._dataset_name)
-        dset, _, patients = dataset_to_detection_set(
+        dset, order, patients = dataset_to_detection_set(
             dicts, len(self._class_names), preds, self._dataset_name
         )
         res = compute_medical_metrics(dset, self._class_names, patient_ids=patients, **self._kw)
@@ -185,6 +192,15 @@ class CXREvaluator(DatasetEvaluator):
             time.perf_counter() - t0,
         )
         if self._output_dir:
+            html = None
+            if self._html is not None:
+                files = {d["image_id"]: d.get("file_name", "") for d in dicts}
+                html = {
+                    **self._html,
+                    "ds": dset,
+                    "file_names": [files[i] for i in order],
+                    "subtitle": f"{self._dataset_name}: {dset.num_images} images",
+                }
             write_report(
                 res,
                 self._class_names,
@@ -192,6 +208,7 @@ class CXREvaluator(DatasetEvaluator):
                 predictions=self.coco_results(preds),
                 plots=self._plots,
                 threshold_meta={"dataset": self._dataset_name},
+                html=html,
             )
         logger.info(
             "Evaluation of %s:\n%s", self._dataset_name, format_table(res, self._class_names)

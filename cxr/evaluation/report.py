@@ -284,7 +284,13 @@ def write_csv(path: str, rows: Sequence[dict]) -> None:
     write_text_atomic(path, buf.getvalue())
 
 
-_REPORT_FILES = ("metrics.json", "per_class.csv", "thresholds.json", "predictions.json")
+_REPORT_FILES = (
+    "metrics.json",
+    "per_class.csv",
+    "thresholds.json",
+    "predictions.json",
+    "report.html",
+)
 
 
 def _remove_stale_temporaries(output_dir: str) -> None:
@@ -303,12 +309,19 @@ def write_report(
     predictions: list[dict] | None = None,
     plots: bool = True,
     threshold_meta: dict | None = None,
+    html: dict | None = None,
 ) -> list[str]:
     """Write every report file of one evaluation into ``output_dir`` (each atomically).
 
     Files: ``metrics.json`` (NaN written as null), ``per_class.csv``, ``thresholds.json``
-    (operating points chosen on this set), ``predictions.json`` (COCO results, when given) and,
-    if ``plots``, ``froc.png``, ``pr_curves.png``, ``roc_curves.png``, ``confusion_counts.png``.
+    (operating points chosen on this set), ``predictions.json`` (COCO results, when given),
+    if ``plots``, ``froc.png``, ``pr_curves.png``, ``roc_curves.png``, ``confusion_counts.png``
+    and, when ``html`` is given, ``report.html``.
+
+    Args:
+        html: keywords of :func:`~cxr.evaluation.html_report.render_html_report` after
+            ``res`` and ``class_names``: at least ``ds`` (the evaluated
+            :class:`~cxr.evaluation.metrics.DetectionSet`) and ``file_names`` (one per image).
 
     Returns:
         the written paths.
@@ -331,6 +344,12 @@ def write_report(
         paths.append(p)
     if plots:
         paths += write_plots(res, class_names, output_dir)
+    if html is not None:
+        from .html_report import write_html_report
+
+        p = os.path.join(output_dir, "report.html")
+        plot_dir = output_dir if plots else None
+        paths.append(write_html_report(p, res, class_names, plot_dir=plot_dir, **html))
     return paths
 
 

@@ -1,4 +1,5 @@
 """A hand-built evaluation whose false positives and missed lesions are known (report tests)."""
+
 from __future__ import annotations
 
 import os
