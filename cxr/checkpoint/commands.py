@@ -7,7 +7,7 @@ import os
 
 import torch
 
-from ..modeling.backbone.timm_trunk import load_state_dict_file
+from ..modeling.backbone.timm_trunk import fetch_timm_state_dict, load_state_dict_file
 from .common import ConversionReport, write_checkpoint, write_config
 from .effdet import EFFDET_ARCHS, convert_effdet_state, effdet_config_body
 from .resnet import convert_torchvision_resnet
@@ -55,10 +55,7 @@ def _torchxrayvision(args: argparse.Namespace) -> None:
 
 
 def _timm(args: argparse.Namespace) -> None:
-    import timm
-
-    model = timm.create_model(args.name, pretrained=True)
-    state = model.state_dict()
+    state = fetch_timm_state_dict(args.name)
     write_checkpoint(args.output, state, {"source": f"timm:{args.name}"})
     _report(ConversionReport(kept=sorted(state)), args.output)
 

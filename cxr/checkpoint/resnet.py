@@ -2,8 +2,8 @@
 
 Renaming only: ``conv1`` / ``bn1`` -> ``stem.conv1`` (+ ``.norm``), ``layer{i}.{b}.conv{j}`` /
 ``bn{j}`` -> ``res{i+1}.{b}.conv{j}`` (+ ``.norm``), ``downsample.0`` / ``.1`` -> ``shortcut``
-(+ ``.norm``); the classifier ``fc`` and the BN counters ``num_batches_tracked`` are dropped. torchvision puts the stride in the 3x3 conv, so
-the detectron2 model needs ``MODEL.RESNETS.STRIDE_IN_1X1: False``; its input normalization is
+(+ ``.norm``); the classifier ``fc`` and the BN counters ``num_batches_tracked`` are dropped.
+torchvision puts the stride in the 3x3 conv, so the detectron2 model needs ``MODEL.RESNETS.STRIDE_IN_1X1: False``; its input normalization is
 torchvision's: RGB, ``PIXEL_MEAN`` 255 * (0.485, 0.456, 0.406), ``PIXEL_STD`` 255 * (0.229,
 0.224, 0.225) (what ``(x / 255 - mean) / std`` computes).
 """

@@ -88,6 +88,27 @@ def test_detectron2_model_final_pkl_loads_every_tensor(tmp_path):
         torch.testing.assert_close(b, a, rtol=0, atol=0, msg=k)
 
 
+def test_coco_retinanet_start_keeps_all_but_the_class_layer(tmp_path):
+    """configs/nih/retinanet_R_50_FPN_coco.yaml takes a detectron2 COCO model_final (80 classes):
+    every tensor but the class layer loads; that one keeps its prior-bias init (8 classes)."""
+    coco = os.path.join(REPO, "configs/nih/retinanet_R_50_FPN_coco.yaml")
+    small = ["MODEL.DEVICE", "cpu", "MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.RES2_OUT_CHANNELS",
+             "64", "MODEL.RESNETS.STRIDE_IN_1X1", "False"]  # fmt: skip
+    torch.manual_seed(0)
+    src = build_model(load_config(coco, small + ["MODEL.RETINANET.NUM_CLASSES", "80"]))
+    path = tmp_path / "model_final_coco.pkl"
+    data = {"model": {k: v.numpy() for k, v in src.state_dict().items()}, "__author__": "d2"}
+    path.write_bytes(pickle.dumps(data))
+    torch.manual_seed(1)
+    dst = build_model(load_config(coco, small))
+    CXRCheckpointer(dst).load(str(path))
+    cls = "head.cls_score."
+    for (k, a), b in zip(src.state_dict().items(), dst.state_dict().values()):
+        if not k.startswith(cls):
+            assert torch.equal(a, b), k
+    torch.testing.assert_close(dst.head.cls_score.bias, torch.full((72,), -4.59511985013459))
+
+
 class _System:
     def __init__(self, marker):
         self.marker = marker

@@ -14,16 +14,20 @@ SMALL_OPTS = [
     "SOLVER.IMS_PER_BATCH", "2",
     "MODEL.RPN.POST_NMS_TOPK_TRAIN", "64", "MODEL.RPN.POST_NMS_TOPK_TEST", "64",
     "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "32",
+    # random trunks: the zoo's pretrained trunk files are fetched by users (docs/pretrained.md)
+    "MODEL.TIMM.WEIGHTS", "",
 ]  # fmt: skip
 
 
-def synthetic_batch(num_classes: int, size: int = 64, seed: int = 0) -> list[dict]:
+def synthetic_batch(
+    num_classes: int, size: int = 64, seed: int = 0, channels: int = 3
+) -> list[dict]:
     """Two CHW float images: the first with two boxes (XYXY_ABS), the second without boxes."""
     g = torch.Generator().manual_seed(seed)
     batch = []
     two = (torch.tensor([[0.08, 0.1, 0.47, 0.55], [0.55, 0.23, 0.94, 0.7]]) * size).tolist()
     for boxes in (two, []):
-        image = torch.rand(3, size, size, generator=g) * 255
+        image = torch.rand(channels, size, size, generator=g) * 255
         inst = Instances((size, size))
         inst.gt_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4))
         inst.gt_classes = torch.arange(len(boxes), dtype=torch.long) % num_classes

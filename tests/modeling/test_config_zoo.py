@@ -33,12 +33,33 @@ def test_zoo_complete():
         assert any(c.startswith(f"configs/{area}/") for c in CONFIGS), area
 
 
-@pytest.mark.parametrize("config", CONFIGS)
+PRETRAINED_STARTS = {
+    "efficientdet_d0_coco": "pretrained/tf_efficientdet_d0_coco.pth",
+    "retinanet_R_50_FPN_coco": "detectron2://COCO-Detection/retinanet_R_50_FPN_3x/",
+    "retinanet_R_50_FPN_imagenet": "detectron2://ImageNetPretrained/MSRA/R-50.pkl",
+    "retinanet_densenet121_FPN_xrv": "pretrained/xrv-densenet121-res224-all.pth",
+}
+
+
+@pytest.mark.parametrize("area", ["nih", "vindr", "rsna"])
+def test_pretrained_starts_per_dataset(area):
+    for name, weights in PRETRAINED_STARTS.items():
+        cfg = load_config(os.path.join(REPO, f"configs/{area}/{name}.yaml"))
+        assert (cfg.MODEL.WEIGHTS or cfg.MODEL.TIMM.WEIGHTS).startswith(weights), name
+        assert cfg.SOLVER.BASE_LR < 0.01  # fine-tuning rate, below the from-scratch one
+
+
+# vindr/ and rsna/ pretrained starts differ from nih/'s only in classes and data sets.
+TRAINED = [c for c in CONFIGS if not (c.split("/")[1] in ("vindr", "rsna") and any(
+    c.endswith(f"/{name}.yaml") for name in PRETRAINED_STARTS))]  # fmt: skip
+
+
+@pytest.mark.parametrize("config", TRAINED)
 def test_config_trains_a_step_and_infers(config):
     torch.manual_seed(0)
     cfg = load_config(os.path.join(REPO, config), SMALL_OPTS)
     model = build_model(cfg)
-    batch = synthetic_batch(num_classes_of(cfg))
+    batch = synthetic_batch(num_classes_of(cfg), channels=len(cfg.MODEL.PIXEL_MEAN))
     classifier = cfg.MODEL.META_ARCHITECTURE == "CXRClassifier"
     for i, b in enumerate(batch):  # image labels (multi-hot) for the classifier configs
         b["labels"] = torch.full((cfg.MODEL.CLASSIFIER.NUM_CLASSES,), float(i == 0))

@@ -10,7 +10,11 @@ import torch
 
 from cxr.config import load_config
 from cxr.modeling import PretrainedWeightsUnavailable, TimmBackbone
-from cxr.modeling.backbone.timm_trunk import create_timm_trunk, freeze_trunk
+from cxr.modeling.backbone.timm_trunk import (
+    create_timm_trunk,
+    fetch_timm_state_dict,
+    freeze_trunk,
+)
 from detectron2.modeling import build_backbone, build_model
 from detectron2.utils.events import EventStorage
 
@@ -83,6 +87,8 @@ def test_pretrained_offline_fails_fast_naming_weights(monkeypatch, tmp_path):
         create_timm_trunk("resnet18", pretrained=True)
     msg = str(e.value)
     assert "timm/resnet18" in msg and "MODEL.TIMM.WEIGHTS" in msg and "resnet18" in msg
+    with pytest.raises(PretrainedWeightsUnavailable, match="timm/resnet18"):
+        fetch_timm_state_dict("resnet18")  # tools/convert_weights.py timm
 
 
 def test_freeze_at_counts_stages():

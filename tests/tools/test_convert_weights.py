@@ -61,7 +61,8 @@ def test_effdet_writes_checkpoint_config_and_report(converted_d0, capsys, tmp_pa
 
 
 def test_train_net_eval_only_runs_on_converted_d0(converted_d0, tiny_dataset, tmp_path):
-    argv = ["--eval-only", "--config-file", os.path.join(REPO, "configs/nih/efficientdet_d0.yaml"),
+    config = os.path.join(REPO, "configs/nih/efficientdet_d0.yaml")
+    argv = ["--eval-only", "--config-file", config,
             "MODEL.WEIGHTS", converted_d0, "MODEL.RETINANET.NUM_CLASSES", "2",
             "DATASETS.TEST", f"('{tiny_dataset}',)", "OUTPUT_DIR", str(tmp_path), *SMALL]  # fmt: skip
     results = train_net.main(train_net.argument_parser().parse_args(argv))

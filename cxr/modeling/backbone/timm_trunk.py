@@ -31,6 +31,7 @@ __all__ = [
     "TimmBackbone",
     "build_timm_fpn_backbone",
     "create_timm_trunk",
+    "fetch_timm_state_dict",
     "freeze_trunk",
     "load_state_dict_file",
     "timm_trunk_settings",
@@ -80,6 +81,30 @@ def _weights_name(name: str) -> str:
     return cfg.get("url") or "(timm lists no default weights for it)"
 
 
+def _unavailable(name: str, e: Exception) -> PretrainedWeightsUnavailable:
+    return PretrainedWeightsUnavailable(
+        f"MODEL.TIMM.PRETRAINED: cannot fetch the weights of timm model {name!r} from "
+        f"{_weights_name(name)} ({type(e).__name__}: {e}). On a machine with internet run "
+        f"`python tools/convert_weights.py timm --name {name} --output {name}.pth` (or let "
+        "timm fill its hub cache and copy it), then set MODEL.TIMM.WEIGHTS "
+        f"{name}.pth and MODEL.TIMM.PRETRAINED False."
+    )
+
+
+def fetch_timm_state_dict(name: str) -> dict[str, torch.Tensor]:
+    """The default pretrained weights of timm classification model ``name`` (fetched by timm).
+
+    Raises:
+        PretrainedWeightsUnavailable: no network and no cached copy.
+    """
+    import timm
+
+    try:
+        return timm.create_model(name, pretrained=True).state_dict()
+    except (OSError, RuntimeError, ValueError) as e:  # hub/URL errors, offline mode
+        raise _unavailable(name, e) from None
+
+
 def create_timm_trunk(
     name: str,
     *,
@@ -119,13 +144,7 @@ def create_timm_trunk(
         try:
             trunk = timm.create_model(name, pretrained=True, **kwargs)
         except (OSError, RuntimeError, ValueError) as e:  # hub/URL errors, offline mode
-            raise PretrainedWeightsUnavailable(
-                f"MODEL.TIMM.PRETRAINED: cannot fetch the weights of timm model {name!r} from "
-                f"{_weights_name(name)} ({type(e).__name__}: {e}). On a machine with internet run "
-                f"`python tools/convert_weights.py timm --name {name} --output {name}.pth` (or let "
-                "timm fill its hub cache and copy it), then set MODEL.TIMM.WEIGHTS "
-                f"{name}.pth and MODEL.TIMM.PRETRAINED False."
-            ) from None
+            raise _unavailable(name, e) from None
     else:
         trunk = timm.create_model(name, pretrained=False, **kwargs)
     strides = trunk.feature_info.reduction()
