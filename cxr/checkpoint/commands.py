@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import pickle
 
 import torch
 
@@ -25,8 +26,11 @@ def _report(report: ConversionReport, output: str) -> None:
 
 def _effdet(args: argparse.Namespace) -> None:
     arch = EFFDET_ARCHS[args.arch]
-    with open(args.input, "rb") as f:
-        state = torch.load(f, map_location="cpu", weights_only=True)
+    try:
+        with open(args.input, "rb") as f:
+            state = torch.load(f, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # objects beyond tensors and containers
+        raise ValueError(f"{args.input}: not a plain effdet state dict file: {e}") from None
     converted, report = convert_effdet_state(state, num_classes=args.num_classes)
     num_classes = converted["head.cls_score.1.weight"].shape[0] // (
         converted["head.bbox_pred.1.weight"].shape[0] // 4

@@ -9,13 +9,23 @@ import pytest
 import torch
 import torchvision
 
-from cxr.checkpoint import XRV_PIXEL_MEAN, XRV_PIXEL_STD, convert_xrv_state, load_xrv_model
+from cxr.checkpoint import (
+    XRV_PIXEL_MEAN,
+    XRV_PIXEL_STD,
+    convert_xrv_state,
+    load_xrv_model,
+    write_checkpoint,
+)
 from cxr.checkpoint.torchxrayvision import xrv_weights_file
+from cxr.config import load_config
 from cxr.modeling import TimmBackbone
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.modeling import build_model
 
 from .test_resnet import assert_features_equal, d2_resnet, perturb_bn
 
 xrv = pytest.importorskip("torchxrayvision", reason="torchxrayvision (requirements-dev.txt)")
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _image_pair() -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,6 +78,15 @@ def test_resnet50_res512_all_to_detectron2_resnet(tmp_path):
     d2.load_state_dict({k.removeprefix("backbone.bottom_up."): v for k, v in state.items()})
     x_xrv, x_cxr = _image_pair()
     assert_features_equal(d2, model.model, x_cxr, x_xrv)
+
+    # the ready config takes the converted file as MODEL.WEIGHTS
+    out = tmp_path / "xrv-resnet50-res512-all.pth"
+    write_checkpoint(str(out), state, {})
+    cfg = load_config(os.path.join(REPO, "configs/nih/retinanet_R_50_FPN_xrv.yaml"),
+                      ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", str(out)])  # fmt: skip
+    detector = build_model(cfg)
+    DetectionCheckpointer(detector).load(cfg.MODEL.WEIGHTS)
+    torch.testing.assert_close(detector.backbone.bottom_up.stem.conv1.weight, tv.conv1.weight)
 
 
 def test_missing_weights_offline_names_url_and_place(tmp_path, monkeypatch):
