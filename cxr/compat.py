@@ -20,6 +20,12 @@ Supplies only what is missing, and nothing else:
   accept any ``LRScheduler``, as later detectron2 releases do; applied only when the installed
   hook still drops a torch 2 scheduler's state.
 
+* ``np.int`` in ``detectron2.data.build``: NumPy 2 removed the alias, so
+  ``print_instances_class_histogram`` raised AttributeError, which
+  ``get_detection_dataset_dicts`` swallows: the table of instances per class that detectron2
+  logs when it builds a training set silently disappeared. That module alone gets a view of
+  NumPy in which ``int`` is the builtin ``int`` (what the alias always meant).
+
 Every fix is applied only when the installed detectron2 shows the problem, so a detectron2 that
 already has the fix is left alone.
 """
@@ -165,6 +171,29 @@ def _patch_lr_scheduler_hook() -> bool:
     return True
 
 
+class _NumpyWithIntAlias(types.ModuleType):
+    """NumPy seen through a module that still has the ``int`` alias NumPy 2 removed."""
+
+    int = int
+
+    def __init__(self, numpy: types.ModuleType) -> None:
+        super().__init__("numpy", numpy.__doc__)
+        self._numpy = numpy
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._numpy, name)
+
+
+def _patch_numpy_int_alias() -> bool:
+    import numpy as np
+    from detectron2.data import build
+
+    if hasattr(np, "int") or isinstance(build.np, _NumpyWithIntAlias):
+        return False
+    build.np = _NumpyWithIntAlias(np)
+    return True
+
+
 def install() -> None:
     """Apply every shim that is needed; idempotent."""
     global STANDIN_C
@@ -172,6 +201,7 @@ def install() -> None:
     _patch_pillow()
     _patch_map_dataset()
     _patch_lr_scheduler_hook()
+    _patch_numpy_int_alias()
 
 
 install()

@@ -179,3 +179,36 @@ def test_scheduler_fix_applies_only_where_the_state_is_dropped(monkeypatch):
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     state = hooks.LRScheduler(opt, torch.optim.lr_scheduler.StepLR(opt, 1)).state_dict()
     assert state["last_epoch"] == 0 and state["step_size"] == 1
+
+
+def test_training_set_logs_its_class_histogram(tiny_dataset):
+    import logging
+    import re
+
+    import numpy as np
+    from detectron2.data import build, get_detection_dataset_dicts
+
+    import cxr  # noqa: F401
+
+    assert not hasattr(np, "int")  # NumPy 2: the alias detectron2 v0.6 uses is gone
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger(build.__name__)
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        build.print_instances_class_histogram(
+            [{"annotations": [{"category_id": 0}, {"category_id": 1}, {"category_id": 1}]}],
+            ["lesion_a", "lesion_b"],
+        )
+        dicts = get_detection_dataset_dicts([tiny_dataset])
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    text = "\n".join(r.getMessage() for r in records)
+    assert "Distribution of instances among all 2 categories" in text
+    assert re.search(r"\|\s+lesion_a\s+\|\s+1\s+\|\s+lesion_b\s+\|\s+2\s+\|", text), text
+    assert len(dicts) == 3  # the image without boxes filtered, as detectron2 does by default
+    assert np.int64 is build.np.int64 and build.np.int is int  # only the alias is added
