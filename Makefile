@@ -25,41 +25,23 @@ $(STAMP): requirements.txt requirements-dev.txt setup.py tools/install_detectron
 test: setup
 	$(PY) -m pytest -q tests $(PYTEST_ARGS)
 
-# The main job on the embedded default data: render the phantom set from the shipped NIH boxes
-# (cached), evaluate the shipped phantom-pretrained weights (starting figures), train on from
-# them, evaluate the final model on phantom_nih_test, print where TensorBoard is.
+# The main job on the embedded default data (tools/demo.py prints each step's command): render
+# the phantom set from the shipped NIH boxes (cached), evaluate the shipped phantom-pretrained
+# weights (starting figures), train on from them, evaluate the trained model on phantom_nih_test
+# (report.html: metrics, plots, galleries of false positives and missed lesions), then print the
+# wall time and the report path; output/demo/run.json records time, threads, CPU and both AP50s.
 # FULL=1 trains from scratch, longer, without the shipped weights.
 PHANTOM_DIR := datasets/phantom_nih
 PHANTOM_ARGS := --output $(PHANTOM_DIR) --size 512 --seed 0 --negatives 300
 DEMO_WEIGHTS := datasets/weights/retinanet_demo_phantom.pth
 DEMO_OUT := output/demo
 FULL ?= 0
-ifeq ($(FULL),1)
-DEMO_CONFIG := configs/phantom/retinanet_demo.yaml
-DEMO_OPTS := SOLVER.MAX_ITER 4000 SOLVER.CHECKPOINT_PERIOD 500 TEST.EVAL_PERIOD 1000
-else
-DEMO_CONFIG := configs/phantom/retinanet_demo_finetune.yaml
-DEMO_OPTS :=
-endif
-EVAL_OPTS := --dataset phantom_nih_test --bootstrap 200
 
 phantom: setup
 	$(PY) datasets/prepare_phantom.py $(PHANTOM_ARGS)
 
-demo: phantom
-ifneq ($(FULL),1)
-	@echo "== Starting point: the shipped phantom-pretrained weights on phantom_nih_test"
-	$(PY) tools/eval.py --config-file configs/phantom/retinanet_demo.yaml \
-		--checkpoint $(DEMO_WEIGHTS) $(EVAL_OPTS) --output $(DEMO_OUT)/eval_start --no-plots
-endif
-	@echo "== Training $(DEMO_CONFIG)"
-	$(PY) tools/train_net.py --config-file $(DEMO_CONFIG) OUTPUT_DIR $(DEMO_OUT) $(DEMO_OPTS)
-	@echo "== Final model on phantom_nih_test"
-	$(PY) tools/eval.py --config-file $(DEMO_CONFIG) --checkpoint $(DEMO_OUT)/model_final.pth \
-		$(EVAL_OPTS) --output $(DEMO_OUT)/eval
-	@echo ""
-	@echo "Evaluation files: $(DEMO_OUT)/eval (metrics.json, per_class.csv, plots)"
-	@echo "TensorBoard:      $(VENV)/bin/tensorboard --logdir $(DEMO_OUT)"
+demo: setup
+	$(PY) tools/demo.py --output $(DEMO_OUT) $(if $(filter 1,$(FULL)),--full,)
 
 # Re-creates the shipped phantom-pretrained weights: configs/phantom/retinanet_demo.yaml from
 # scratch (2,000 iterations), then 1,000 more from those weights at LR 0.02 (README "Demo").

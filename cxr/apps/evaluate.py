@@ -22,6 +22,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from ..evaluation import CXREvaluator
 from ..evaluation.config import eval_kwargs_from_cfg
@@ -259,7 +260,8 @@ def evaluate_checkpoints(
     check_output_dir(output_dir, list(ckpts))
     rows, tb_results, seen = [], [], {}
     names = None
-    for i, path in enumerate(ckpts):
+    bar = tqdm(ckpts, desc="checkpoints", unit="ckpt", disable=None if len(ckpts) > 1 else True)
+    for i, path in enumerate(bar):
         model, extra = load_inference_model(cfg, path, backend=backend)
         digest = weights_digest(model)
         if digest in seen:

@@ -28,6 +28,7 @@ import detectron2.data.transforms as T
 import numpy as np
 from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultPredictor
+from tqdm import tqdm
 
 from ..data.io import ImageReadError, is_dicom, read_xray
 from ..evaluation.operating_points import class_thresholds, positive_findings
@@ -226,7 +227,8 @@ def predict_files(
         )
         preds.writerow(["file", "class", "score", "x1", "y1", "x2", "y2"])
         finds.writerow(["file", "findings", *[f"score_{n}" for n in class_names]])
-        for i, (path, reason) in enumerate(scan_inputs(inputs)):
+        files = list(scan_inputs(inputs))
+        for i, (path, reason) in enumerate(tqdm(files, desc="predict", unit="file", disable=None)):
             if reason is not None:
                 run.errors.append({"file": path, "error": reason})
                 run.stats["not_images"] += 1

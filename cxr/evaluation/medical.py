@@ -12,6 +12,7 @@ import logging
 from typing import Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from . import metrics as M
 from .operating_points import class_thresholds, positive_findings, select_thresholds
@@ -179,13 +180,38 @@ def _point_estimates(ds, class_names, thr, o: _Options, m) -> dict:
     }
 
 
+def _resampled_metrics(ds, class_names, thr, o: _Options, m, W: np.ndarray, block: int = 50):
+    """VOC AP, FROC CPM and image-level metrics of each resample (weight row of ``W``), computed
+    ``block`` resamples at a time (each row is independent) behind a progress bar on a terminal.
+
+    Returns:
+        ``(voc_ap (B, C), voc_map (B,), froc_cpm (B,), per_class, any_finding, macro)``, the last
+        three as :func:`_image_level` returns them.
+    """
+    parts = []
+    with tqdm(total=len(W), desc="bootstrap", unit="resample", disable=None, leave=False) as bar:
+        for b in range(0, len(W), block):
+            w = W[b : b + block]
+            vp, vm = M.voc_ap(ds, o.iou_voc, w, m["voc"])
+            cpm = M.froc(ds, o.iou_froc, o.fps_per_image, w, m["froc"])["cpm"]
+            parts.append(
+                (vp, vm, cpm, *_image_level(m["scores"], m["labels"], thr, w, class_names))
+            )
+            bar.update(len(w))
+    cat = lambda i: np.concatenate([p[i] for p in parts])  # noqa: E731
+    dcat = lambda i: {k: np.concatenate([p[i][k] for p in parts]) for k in parts[0][i]}  # noqa
+    per = {
+        n: {k: np.concatenate([p[3][n][k] for p in parts]) for k in parts[0][3][n]}
+        for n in class_names
+    }
+    return cat(0), cat(1), cat(2), per, dcat(4), dcat(5)
+
+
 def _bootstrap_ci(ds, class_names, thr, o: _Options, m, patient_ids) -> dict:
     """95% percentile-bootstrap CIs (``ci95``: dotted metric path -> ``[low, high]``)."""
     groups = patient_ids if patient_ids is not None else np.arange(ds.num_images)
     W = M.bootstrap_weights(groups, o.bootstrap, o.seed)
-    bvp, bvm = M.voc_ap(ds, o.iou_voc, W, m["voc"])
-    bfr = M.froc(ds, o.iou_froc, o.fps_per_image, W, m["froc"])
-    bper, bany, bmacro = _image_level(m["scores"], m["labels"], thr, W, class_names)
+    bvp, bvm, bcpm, bper, bany, bmacro = _resampled_metrics(ds, class_names, thr, o, m, W)
     ci = {}
 
     def put(name, samples):
@@ -195,7 +221,7 @@ def _bootstrap_ci(ds, class_names, thr, o: _Options, m, patient_ids) -> dict:
     put("voc_map40", bvm)
     for c, n in enumerate(class_names):
         put(f"voc_ap40.{n}", bvp[:, c])
-    put("froc.cpm", bfr["cpm"])
+    put("froc.cpm", bcpm)
     for n in class_names:
         for k in CI_KEYS:
             put(f"image_level.per_class.{n}.{k}", bper[n][k])

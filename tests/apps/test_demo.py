@@ -1,0 +1,68 @@
+"""The demo driver: its commands, and run.json / the last lines from a run of recorded steps."""
+
+import json
+import os
+import sys
+
+from cxr.apps.demo import DemoSettings, cpu_model, demo_steps, run_demo
+
+# Stands in for the interpreter: records each command line, and for tools/eval.py writes the
+# metrics.json that a real evaluation writes (AP50 0.2 for the starting weights, else 0.31).
+RECORDER = """#!{python}
+import json, os, sys
+with open({log!r}, "a") as f:
+    f.write(json.dumps(sys.argv[1:]) + "\\n")
+if sys.argv[1] == "tools/eval.py":
+    out = sys.argv[sys.argv.index("--output") + 1]
+    os.makedirs(out, exist_ok=True)
+    ap50 = 0.2 if out.endswith("eval_start") else 0.31
+    json.dump({{"coco": {{"AP50": ap50}}}}, open(os.path.join(out, "metrics.json"), "w"))
+"""
+
+
+def test_steps_of_the_default_and_full_demo():
+    steps = demo_steps(DemoSettings(python="py", opts=("SOLVER.MAX_ITER", "10")))
+    names = [n for n, _ in steps]
+    assert names == [
+        "render phantom",
+        "evaluate starting weights",
+        "train",
+        "evaluate trained model",
+    ]
+    cmds = dict(steps)
+    assert cmds["render phantom"][:2] == ["py", "datasets/prepare_phantom.py"]
+    start = cmds["evaluate starting weights"]
+    assert start[start.index("--checkpoint") + 1] == "datasets/weights/retinanet_demo_phantom.pth"
+    assert start[start.index("--config-file") + 1] == "configs/phantom/retinanet_demo.yaml"
+    assert cmds["train"][-2:] == ["SOLVER.MAX_ITER", "10"]
+    final = cmds["evaluate trained model"]
+    assert final[final.index("--checkpoint") + 1] == "output/demo/model_final.pth"
+    full = DemoSettings(python="py", start_weights="")
+    assert [n for n, _ in demo_steps(full)] == ["render phantom", "train", "evaluate trained model"]
+
+
+def test_run_writes_run_json_and_ends_with_the_report(tmp_path):
+    log = str(tmp_path / "commands.jsonl")
+    py = tmp_path / "python"
+    py.write_text(RECORDER.format(python=sys.executable, log=log))
+    py.chmod(0o755)
+    out = str(tmp_path / "demo")
+    lines = []
+    rec = run_demo(
+        DemoSettings(output=out, python=str(py)), echo=lambda *a, **k: lines.append(" ".join(a))
+    )
+    ran = [json.loads(x)[0] for x in open(log)]
+    assert ran == [
+        "datasets/prepare_phantom.py",
+        "tools/eval.py",
+        "tools/train_net.py",
+        "tools/eval.py",
+    ]
+    saved = json.load(open(os.path.join(out, "run.json")))
+    assert saved == json.loads(json.dumps(rec))
+    assert saved["start_AP50"] == 0.2 and saved["final_AP50"] == 0.31
+    assert abs(saved["AP50_gain"] - 0.11) < 1e-12
+    assert saved["torch_threads"] >= 1 and saved["cpu_model"] == cpu_model() != ""
+    assert len(saved["steps"]) == 4 and saved["wall_time_s"] >= 0
+    assert lines[-1].split() == ["Report:", os.path.join(out, "eval", "report.html")]
+    assert any(x.startswith("Demo wall time") for x in lines)
