@@ -83,5 +83,5 @@ def write_config(path: str, base: str, weights: str, body: str, comment: str) ->
         comment: first-line comment saying what the config runs.
     """
     rel = os.path.relpath(os.path.abspath(base), os.path.dirname(os.path.abspath(path)))
-    text = f"# {comment}\n_BASE_: \"{rel}\"\nMODEL:\n  WEIGHTS: \"{weights}\"\n{body}"
+    text = f'# {comment}\n_BASE_: "{rel}"\nMODEL:\n  WEIGHTS: "{weights}"\n{body}'
     write_text_atomic(path, text)

@@ -215,9 +215,9 @@ def effdet_config_body(arch: str, num_classes: int) -> str:
     return (
         f"  # {arch}'s input normalization (RGB, 0-255 units)\n"
         f"  PIXEL_MEAN: {list(a.mean)}\n  PIXEL_STD: {list(a.std)}\n"
-        f"  BIFPN:\n    PRESET: \"{a.preset}\"\n"
-        f"  ANCHOR_GENERATOR:\n    NAME: \"EfficientDetAnchorGenerator\"\n"
+        f'  BIFPN:\n    PRESET: "{a.preset}"\n'
+        f'  ANCHOR_GENERATOR:\n    NAME: "EfficientDetAnchorGenerator"\n'
         f"    ANCHOR_SCALE: {a.anchor_scale}\n"
         f"  RETINANET:\n    NUM_CLASSES: {num_classes}\n"
-        "INPUT:\n  FORMAT: \"RGB\"\n"
+        'INPUT:\n  FORMAT: "RGB"\n'
     )

@@ -20,6 +20,7 @@ __all__ = ["TORCHVISION_MEAN", "TORCHVISION_STD", "convert_torchvision_resnet"]
 TORCHVISION_MEAN = (123.675, 116.28, 103.53)
 TORCHVISION_STD = (58.395, 57.12, 57.375)
 
+
 def _rename(key: str) -> str | None:
     if key == "conv1.weight":
         return "stem.conv1.weight"
