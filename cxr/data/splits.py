@@ -10,7 +10,7 @@ import collections
 import json
 import logging
 import os
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from ..fileio import write_text_atomic
 
 __all__ = [
     "SPLIT_NAMES", "split_patients", "split_by_patient", "apply_split", "save_split",
-    "load_split", "cached_split", "patient_key",
+    "load_split", "cached_split", "reuse_or_write_split", "patient_key",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -141,6 +141,35 @@ def load_split(path: str) -> dict[str, list[str]]:
     return {k: [str(p) for p in v] for k, v in data["splits"].items()}
 
 
+def reuse_or_write_split(
+    path: str,
+    accept: Callable[[dict[str, list[str]]], bool],
+    compute: Callable[[], dict[str, list[str]]],
+    **meta,
+) -> dict[str, list[str]]:
+    """The split file at ``path`` when ``accept(split)`` holds; otherwise ``compute()``, written
+    to ``path`` with ``meta`` (a read-only location only logs: the split stays in memory).
+
+    Returns:
+        ``{split name: patient ids}``.
+    """
+    if os.path.isfile(path):
+        try:
+            split = load_split(path)
+            if accept(split):
+                return split
+            logger.warning("%s: stale (patients or constraints changed); recomputing", path)
+        except (ValueError, OSError) as e:
+            logger.warning("%s: unreadable split file (%s); recomputing", path, e)
+    split = compute()
+    try:
+        save_split(path, split, **meta)
+        logger.info("wrote patient split to %s", path)
+    except OSError as e:
+        logger.warning("cannot write split file %s (%s); using it in memory", path, e)
+    return split
+
+
 def cached_split(
     dicts: Sequence[dict],
     path: str,
@@ -148,20 +177,12 @@ def cached_split(
     seed: int = 0,
 ) -> dict[str, list[str]]:
     """The split stored at ``path`` when it covers exactly the patients of ``dicts``; otherwise
-    a fresh :func:`split_patients`, written to ``path`` (a read-only location only logs)."""
+    a fresh :func:`split_patients`, written to ``path`` (see :func:`reuse_or_write_split`)."""
     patients = {patient_key(d) for d in dicts}
-    if os.path.isfile(path):
-        try:
-            split = load_split(path)
-            if {p for v in split.values() for p in v} == patients:
-                return split
-            logger.warning("%s: patients differ from the dataset; recomputing the split", path)
-        except (ValueError, OSError) as e:
-            logger.warning("%s: unreadable split file (%s); recomputing", path, e)
-    split = split_patients(dicts, fractions, seed)
-    try:
-        save_split(path, split, seed=seed, fractions=list(fractions))
-        logger.info("wrote patient split to %s", path)
-    except OSError as e:
-        logger.warning("cannot write split file %s (%s); using it in memory", path, e)
-    return split
+    return reuse_or_write_split(
+        path,
+        lambda split: {p for v in split.values() for p in v} == patients,
+        lambda: split_patients(dicts, fractions, seed),
+        seed=seed,
+        fractions=list(fractions),
+    )

@@ -25,11 +25,11 @@ import functools
 import os
 from typing import Callable, Sequence
 
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import DatasetCatalog
 from detectron2.data.catalog import Metadata
 
 from ..splits import SPLIT_NAMES, apply_split, cached_split
-from .common import PALETTE
+from .common import register_splits
 from .nih import NIH_CLASSES, load_nih
 from .nih_cls import PHANTOM_FINDINGS, register_nih_cls
 from .rsna import RSNA_CLASSES, load_rsna
@@ -83,24 +83,8 @@ def register_split_dataset(
     Returns:
         the names registered now.
     """
-    done = []
-    for split in SPLIT_NAMES + ("all",):
-        name = f"{prefix}_{split}"
-        if name in DatasetCatalog.list():
-            continue
-        DatasetCatalog.register(
-            name,
-            lambda loader=loader, folder=folder, split=split: _load_split(loader, folder, split),
-        )
-        MetadataCatalog.get(name).set(
-            thing_classes=list(classes),
-            thing_colors=[PALETTE[i % len(PALETTE)] for i in range(len(classes))],
-            evaluator_type="cxr",
-            dataset_root=folder,
-            split=split,
-        )
-        done.append(name)
-    return done
+    load_split = functools.partial(_load_split, loader, folder)
+    return register_splits(prefix, load_split, classes, "cxr", folder)
 
 
 def _register_nih_layout(prefix: str, folder: str) -> list[str]:

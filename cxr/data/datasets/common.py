@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import collections
 import csv
+import functools
 import logging
 import math
 import os
 import re
 import warnings
 import zlib
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import pandas as pd
 from tabulate import tabulate
 
+from detectron2.data import DatasetCatalog, MetadataCatalog
+
 from ..io import ImageReadError, read_xray_size
+from ..splits import SPLIT_NAMES
 
 __all__ = [
     "AnnotationError",
@@ -28,6 +32,7 @@ __all__ = [
     "csv_line",
     "read_csv_checked",
     "read_csv_rows",
+    "register_splits",
     "PALETTE",
 ]
 
@@ -290,3 +295,41 @@ def log_summary(name: str, dicts: Iterable[dict], classes: Sequence[str]) -> str
     msg = f"{name}: {len(dicts)} images ({n_neg} negatives) of {n_pat} patients\n{table}"
     logger.info(msg)
     return msg
+
+
+def register_splits(
+    prefix: str,
+    load_split: Callable[[str], list],
+    classes: Sequence[str],
+    evaluator_type: str,
+    folder: str,
+    **metadata,
+) -> list[str]:
+    """Register ``<prefix>_{train,val,test,all}`` lazily; names already registered are skipped.
+
+    Args:
+        load_split: ``fn(split name) -> dataset dicts`` (called when a name is first used).
+        classes: ``thing_classes`` (colours from :data:`PALETTE`).
+        evaluator_type: metadata ``evaluator_type`` (``cxr``, ``cxr_cls``).
+        folder: metadata ``dataset_root``.
+        metadata: further metadata fields.
+
+    Returns:
+        the names registered now.
+    """
+    done = []
+    for split in SPLIT_NAMES + ("all",):
+        name = f"{prefix}_{split}"
+        if name in DatasetCatalog.list():
+            continue
+        DatasetCatalog.register(name, functools.partial(load_split, split))
+        MetadataCatalog.get(name).set(
+            thing_classes=list(classes),
+            thing_colors=[PALETTE[i % len(PALETTE)] for i in range(len(classes))],
+            evaluator_type=evaluator_type,
+            dataset_root=folder,
+            split=split,
+            **metadata,
+        )
+        done.append(name)
+    return done

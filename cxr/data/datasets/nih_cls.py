@@ -23,10 +23,10 @@ import os
 from typing import Sequence
 
 import numpy as np
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import DatasetCatalog
 
-from ..splits import SPLIT_NAMES, apply_split, load_split, patient_key, save_split, split_patients
-from .common import PALETTE, RowChecker, csv_line, read_csv_rows
+from ..splits import SPLIT_NAMES, apply_split, patient_key, reuse_or_write_split, split_patients
+from .common import RowChecker, csv_line, read_csv_rows, register_splits
 from .nih import patient_of
 
 __all__ = [
@@ -206,23 +206,16 @@ def cached_classification_split(
     every box patient in its box split; else a fresh :func:`classification_split` written there
     (a read-only location only logs)."""
     patients = {patient_key(d) for d in dicts}
-    if os.path.isfile(path):
-        try:
-            split = load_split(path)
-            where = {p: s for s, ids in split.items() for p in ids}
-            consistent = all(where.get(str(p), s) == s for s, ids in box_split.items() for p in ids)
-            if set(where) == patients and consistent:
-                return split
-            logger.warning("%s: stale (patients or box split changed); recomputing", path)
-        except (ValueError, OSError) as e:
-            logger.warning("%s: unreadable split file (%s); recomputing", path, e)
-    split = classification_split(dicts, box_split, seed=seed)
-    try:
-        save_split(path, split, seed=seed, rule="box patients keep their box split")
-        logger.info("wrote classification patient split to %s", path)
-    except OSError as e:
-        logger.warning("cannot write split file %s (%s); using it in memory", path, e)
-    return split
+
+    def accept(split: dict[str, list[str]]) -> bool:
+        where = {p: s for s, ids in split.items() for p in ids}
+        consistent = all(where.get(str(p), s) == s for s, ids in box_split.items() for p in ids)
+        return set(where) == patients and consistent
+
+    return reuse_or_write_split(
+        path, accept, lambda: classification_split(dicts, box_split, seed=seed), seed=seed,
+        rule="box patients keep their box split",
+    )  # fmt: skip
 
 
 @functools.lru_cache(maxsize=2)
@@ -262,20 +255,6 @@ def register_nih_cls(
             break
     if entry is None:
         return []
-    done = []
     args = (entry, os.path.join(folder, "images"), tuple(classes), folder, box_prefix)
-    for split in SPLIT_NAMES + ("all",):
-        name = f"{prefix}_{split}"
-        if name in DatasetCatalog.list():
-            continue
-        DatasetCatalog.register(name, lambda args=args, split=split: _load_split(*args, split))
-        MetadataCatalog.get(name).set(
-            thing_classes=list(classes),
-            thing_colors=[PALETTE[i % len(PALETTE)] for i in range(len(classes))],
-            evaluator_type="cxr_cls",
-            dataset_root=folder,
-            split=split,
-            box_dataset=box_prefix,
-        )
-        done.append(name)
-    return done
+    load_split = functools.partial(_load_split, *args)
+    return register_splits(prefix, load_split, classes, "cxr_cls", folder, box_dataset=box_prefix)
