@@ -1,0 +1,125 @@
+"""The NIH walkthrough of docs/training.md, every command as written, on phantom images laid
+out like the NIH release (DETECTRON2_DATASETS -> a folder with nih/ CSVs + images/)."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from .util import REPO
+
+PHANTOM = os.path.join(REPO, "datasets", "phantom_nih")
+DOC = os.path.join(REPO, "docs", "training.md")
+# A CPU-sized schedule appended to each model command as KEY VALUE overrides.
+SMALL = {
+    "train_net.py": "MODEL.DEVICE cpu SOLVER.MAX_ITER 4 SOLVER.IMS_PER_BATCH 2 "
+    "SOLVER.WARMUP_ITERS 0 TEST.EVAL_PERIOD 4 DATALOADER.NUM_WORKERS 0 "
+    "INPUT.MIN_SIZE_TRAIN (128,) INPUT.MAX_SIZE_TRAIN 128 INPUT.MIN_SIZE_TEST 128 "
+    "INPUT.MAX_SIZE_TEST 128",
+    "eval.py --config-file": "DATALOADER.NUM_WORKERS 0 INPUT.MIN_SIZE_TEST 128 "
+    "INPUT.MAX_SIZE_TEST 128 MODEL.RETINANET.SCORE_THRESH_TEST 0.0",
+    "predict.py": "INPUT.MIN_SIZE_TEST 128 INPUT.MAX_SIZE_TEST 128",
+}
+
+
+def walkthrough_commands() -> list[str]:
+    """The tool commands of the "Real data" block of docs/training.md, continuations joined."""
+    text = open(DOC, encoding="utf-8").read()
+    block = re.search(r"## Real data: NIH.*?```bash\n(.*?)```", text, re.S).group(1)
+    lines = block.replace("\\\n", " ").splitlines()
+    return [" ".join(line.split()) for line in lines if line.startswith(".venv/bin/python")]
+
+
+def _nih_layout(root: str, n_patients: int = 24) -> None:
+    """nih/ with the phantom's CSVs cut to ``n_patients`` box patients (gzipped, as shipped)
+    and their images, box images and No Finding negatives, linked into nih/images/."""
+    nih = os.path.join(root, "nih")
+    os.makedirs(os.path.join(nih, "images"))
+    with open(os.path.join(PHANTOM, "BBox_List_2017.csv"), newline="") as f:
+        rows = list(csv.reader(f))
+    patients = sorted({r[0].split("_")[0] for r in rows[1:]})[:n_patients]
+    keep = set(patients)
+    box_rows = [rows[0]] + [r for r in rows[1:] if r[0].split("_")[0] in keep]
+    with open(os.path.join(PHANTOM, "Data_Entry_2017_v2020.csv"), newline="") as f:
+        entry = list(csv.reader(f))
+    entry_rows = [entry[0]] + [r for r in entry[1:] if r[0].split("_")[0] in keep]
+    for name, table in (("BBox_List_2017", box_rows), ("Data_Entry_2017_v2020", entry_rows)):
+        with gzip.open(os.path.join(nih, f"{name}.csv.gz"), "wt", newline="") as f:
+            csv.writer(f).writerows(table)
+    for r in entry_rows[1:]:
+        os.symlink(os.path.join(PHANTOM, "images", r[0]), os.path.join(nih, "images", r[0]))
+
+
+def _run(cmd: str, cwd: str, env: dict) -> subprocess.CompletedProcess:
+    argv = shlex.split(cmd)
+    argv[0] = sys.executable
+    argv[1] = os.path.join(REPO, argv[1])
+    for key, extra in SMALL.items():
+        if key in cmd:
+            argv += shlex.split(extra)
+    if "--config-file" in argv:
+        i = argv.index("--config-file") + 1
+        argv[i] = os.path.join(REPO, argv[i])
+    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"{cmd}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+@pytest.mark.skipif(not os.path.isdir(PHANTOM), reason="phantom not rendered (make demo-data)")
+def test_walkthrough_runs_as_written(tmp_path):
+    from tests.data.dataformats import write_dicom
+
+    cmds = walkthrough_commands()
+    assert [c.split()[1] for c in cmds] == [
+        "tools/train_net.py",
+        "tools/eval.py",
+        "tools/export_coco.py",
+        "tools/eval.py",
+        "tools/predict.py",
+    ]
+    data = tmp_path / "data"
+    _nih_layout(str(data))
+    work = tmp_path / "work"
+    films = work / "films"
+    films.mkdir(parents=True)
+    test_image = sorted(os.listdir(data / "nih" / "images"))[0]
+    shutil.copy(data / "nih" / "images" / test_image, films / test_image)
+    import cv2
+
+    write_dicom(str(films / "IM0001"), cv2.imread(str(films / test_image), cv2.IMREAD_GRAYSCALE))
+    (films / "README.txt").write_text("not an image")
+    env = {**os.environ, "DETECTRON2_DATASETS": str(data), "PYTHONPATH": REPO}
+    env["OMP_NUM_THREADS"] = "1"
+    for cmd in cmds:
+        _run(cmd, str(work), env)
+    run = work / "output" / "nih" / "efficientdet_d0"
+    assert {"model_final.pth", "model_best.pth", "thresholds.json", "log.txt"} <= set(
+        os.listdir(run)
+    )
+    thresholds = json.load(open(run / "thresholds.json"))
+    assert min(thresholds["thresholds"].values()) > 0  # never 0.0 by accident
+    assert "defaulted_reasons" in thresholds["meta"]
+    log = open(run / "log.txt", encoding="utf-8").read()
+    assert "cxr.data" in log and "\x1b[" not in log and log.count("Model:\n") == 1
+    # model_best.pth holds model_final.pth's weights: one row, both names
+    rows = list(csv.DictReader(open(work / "eval" / "nih_d0" / "checkpoints.csv")))
+    assert len(rows) == 1 and rows[0]["same_weights"].endswith("model_best.pth")
+    # predictions.json scored through the exported COCO GT gives the checkpoint's own numbers
+    ckpt = json.load(open(work / "eval" / "nih_d0" / "model_final" / "metrics.json"))
+    files = json.load(open(work / "eval" / "nih_d0_coco" / "metrics.json"))
+    for k in ("AP", "AP50"):
+        assert files["coco"][k] == pytest.approx(ckpt["coco"][k], abs=1e-12, nan_ok=True)
+    # predict: the PNG and the extensionless DICOM are read; the text file is listed
+    findings = list(csv.DictReader(open(work / "preds" / "findings.csv")))
+    assert sorted(os.path.basename(r["file"]) for r in findings) == sorted(["IM0001", test_image])
+    errors = list(csv.DictReader(open(work / "preds" / "errors.csv")))
+    assert [os.path.basename(e["file"]) for e in errors] == ["README.txt"]
