@@ -44,9 +44,15 @@ def _assert_all_complete(out) -> dict:
         if name.startswith("."):
             continue  # a killed write's temporary (never read; removed by the next write)
         with open(path) as f:
-            loaded[name] = json.load(f) if name.endswith(".json") else list(csv.DictReader(f))
-    assert set(loaded) == {"metrics.json", "per_class.csv", "thresholds.json", "predictions.json"}
+            if name.endswith(".html"):
+                loaded[name] = f.read()
+            else:
+                loaded[name] = json.load(f) if name.endswith(".json") else list(csv.DictReader(f))
+    assert set(loaded) == {
+        "metrics.json", "per_class.csv", "thresholds.json", "predictions.json", "report.html"
+    }
     assert len(loaded["predictions.json"]) == 6000 and loaded["per_class.csv"]
+    assert loaded["report.html"].rstrip().endswith("</html>")
     return loaded
 
 
