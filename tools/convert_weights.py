@@ -25,6 +25,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_subcommands(parser, CONFIGS)
     args = parser.parse_args(argv)
+    cxr.engine.setup_logging(None)  # console
     args.func(args)
 
 

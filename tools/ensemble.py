@@ -29,9 +29,11 @@ def parse_args(argv=None):
 
 def main(argv=None):
     from cxr.ensemble.coco import fuse_coco_results, image_sizes_from_gt, read_coco_results
+    from cxr.engine import setup_logging
     from cxr.fileio import write_json_atomic
 
     args = parse_args(argv)
+    setup_logging(None)  # console
     results = [read_coco_results(p) for p in args.detections]
     fused = fuse_coco_results(
         results,

@@ -16,6 +16,7 @@ def main(argv=None):
     p.add_argument("--half", action="store_true", help="store float tensors as float16")
     p.add_argument("--no-ema", action="store_true", help="export the live weights, not the EMA")
     args = p.parse_args(argv)
+    cxr.engine.setup_logging(None)  # console
     if args.output == args.checkpoint:
         p.error("output must differ from the input checkpoint")
     meta = export_model_weights(args.checkpoint, args.output, use_ema=not args.no_ema, half=args.half)

@@ -57,6 +57,7 @@ def draw(gray: np.ndarray, boxes: np.ndarray, classes: list, metadata) -> np.nda
 
 def main(argv=None):
     args = parse_args(argv)
+    cxr.engine.setup_logging(None)  # console
     metadata = MetadataCatalog.get(args.dataset)
     dicts = DatasetCatalog.get(args.dataset)
     if args.only_positive:
