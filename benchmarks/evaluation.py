@@ -97,7 +97,7 @@ def _coco_gt(dicts: list) -> dict:
                 {
                     "id": len(anns) + 1,
                     "image_id": d["image_id"],
-                    "category_id": a["category_id"],
+                    "category_id": a["category_id"] + 1,  # COCO ids are 1-based
                     "bbox": [x, y, w, h],
                     "area": w * h,
                     "iscrowd": 0,
@@ -105,7 +105,7 @@ def _coco_gt(dicts: list) -> dict:
             )
     return {
         "images": [{"id": d["image_id"], "width": 1024, "height": 1024} for d in dicts],
-        "categories": [{"id": k, "name": f"class{k}"} for k in range(NUM_CLASSES)],
+        "categories": [{"id": k + 1, "name": f"class{k}"} for k in range(NUM_CLASSES)],
         "annotations": anns,
     }
 
