@@ -2,7 +2,7 @@
 #   make setup   create .venv and install everything (idempotent; quick when nothing changed)
 #   make test    setup + the test suite
 #   make demo    setup + phantom data -> train -> evaluate (see README)
-#   make bench   setup + benchmarks against the peers (see README)
+#   make bench   setup + benchmarks against the peers (docs/benchmarks.md)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python

@@ -88,28 +88,6 @@ def _register(name: str, dicts: list) -> None:
     )
 
 
-def _coco_gt(dicts: list) -> dict:
-    anns = []
-    for d in dicts:
-        for a in d["annotations"]:
-            x, y, w, h = a["bbox"]
-            anns.append(
-                {
-                    "id": len(anns) + 1,
-                    "image_id": d["image_id"],
-                    "category_id": a["category_id"] + 1,  # COCO ids are 1-based
-                    "bbox": [x, y, w, h],
-                    "area": w * h,
-                    "iscrowd": 0,
-                }
-            )
-    return {
-        "images": [{"id": d["image_id"], "width": 1024, "height": 1024} for d in dicts],
-        "categories": [{"id": k + 1, "name": f"class{k}"} for k in range(NUM_CLASSES)],
-        "annotations": anns,
-    }
-
-
 def _evaluator(name: str, bootstrap: int, preds: list):
     from cxr.evaluation import CXREvaluator
 
@@ -119,15 +97,19 @@ def _evaluator(name: str, bootstrap: int, preds: list):
     return ev
 
 
-def _pycocotools_run(dicts: list, results: list):
+def _pycocotools_run(name: str, results: list):
     """A callable running COCOeval evaluate + accumulate + summarize (silenced) on ``results``
-    (COCO detection results, XYWH_ABS) against ``dicts``; it returns the COCOeval."""
+    (COCO detection results, XYWH_ABS) against the registered data set ``name`` as COCO ground
+    truth (cxr's export: the category ids the evaluator's results use); it returns the
+    COCOeval."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
+    from cxr.apps.coco_json import dataset_to_coco
+
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO()
-        gt.dataset = _coco_gt(dicts)
+        gt.dataset = dataset_to_coco(name)
         gt.createIndex()
         dt = gt.loadRes(results)
 
@@ -173,7 +155,7 @@ def eval_vs_pycocotools(args) -> list[dict]:
     dicts, preds = synthetic_eval_set(n_images)
     name = "cxr_bench_eval"
     _register(name, dicts)
-    run_peer = _pycocotools_run(dicts, _evaluator(name, 0, preds).coco_results(preds))
+    run_peer = _pycocotools_run(name, _evaluator(name, 0, preds).coco_results(preds))
     last = {}
 
     def run_ours():
