@@ -83,3 +83,22 @@ def test_torchvision_subcommand(tmp_path, capsys):
     DetectionCheckpointer(model).load(out)
     torch.testing.assert_close(model.backbone.bottom_up.res3[0].conv2.weight,
                                tv.layer2[0].conv2.weight, rtol=0, atol=0)  # fmt: skip
+
+
+def test_coco_efficientdet_start_config_takes_the_90_class_file(tmp_path):
+    """configs/nih/efficientdet_d0_coco.yaml loads a tf_efficientdet_d0 conversion that kept
+    COCO's 90 classes: every tensor but the class layer, which keeps its prior-bias init."""
+    src = str(tmp_path / "tf_d0.pth")
+    torch.save(random_effdet("tf_efficientdet_d0", 128).state_dict(), src)
+    out = str(tmp_path / "tf_efficientdet_d0_coco.pth")
+    convert_weights.main(
+        ["effdet", "--arch", "tf_efficientdet_d0", "--input", src, "--output", out]
+    )
+    cfg = load_config(os.path.join(REPO, "configs/nih/efficientdet_d0_coco.yaml"), SMALL)
+    model = build_model(cfg)
+    DetectionCheckpointer(model).load(out)
+    state = torch.load(out, weights_only=True)["model"]
+    for k, v in model.state_dict().items():
+        if not k.startswith("head.cls_score.1."):
+            assert torch.equal(v, state[k]), k
+    torch.testing.assert_close(model.head.cls_score[1].bias, torch.full((72,), -4.59511985013459))
