@@ -14,7 +14,6 @@ could be read. Logic: :mod:`cxr.apps.predictor`.
 
 import argparse
 import json
-import sys
 
 import cxr  # noqa: F401  (registers datasets and models)
 
@@ -50,10 +49,13 @@ def parse_args(argv=None):
 def main(argv=None):
     from cxr.apps.tools import run_predict
 
-    stats = run_predict(parse_args(argv))
+    args = parse_args(argv)
+    stats = run_predict(args)
     print(json.dumps(stats))
+    if stats["images"] == 0:
+        raise SystemExit(f"no input image could be read: see {args.output}/errors.csv")
     return stats
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main()["images"] > 0 else 1)
+    main()

@@ -263,7 +263,7 @@ def evaluate_checkpoints(
     bar = tqdm(ckpts, desc="checkpoints", unit="ckpt", disable=None if len(ckpts) > 1 else True)
     for i, path in enumerate(bar):
         model, extra = load_inference_model(cfg, path, backend=backend)
-        digest = weights_digest(model)
+        digest = weights_digest(model, path)
         if digest in seen:
             row = seen[digest]
             row["same_weights"] = ";".join(filter(None, [row["same_weights"], path]))

@@ -84,11 +84,18 @@ def load_inference_model(
     return build_tta_model(cfg, model), extra
 
 
-def weights_digest(model: torch.nn.Module) -> str:
+def weights_digest(model: torch.nn.Module, checkpoint: str | None = None) -> str:
     """SHA-256 of a model's state (names, dtypes, shapes and bytes of every tensor): equal
-    digests mean equal weights, whatever file they came from."""
+    digests mean equal weights, whatever file they came from. A model without tensors (an
+    ONNX Runtime session) is identified by the bytes of its ``checkpoint`` file instead."""
     h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
+    state = model.state_dict()
+    if not state and checkpoint:
+        with open(checkpoint, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
+    for name, t in sorted(state.items()):
         t = t.detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
