@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 class CXREvaluator(DatasetEvaluator):
     """Medical detection metrics of a registered dataset (``evaluator_type="cxr"``).
 
-    Computes, by the rules of :mod:`cxr.evaluation.metrics` (DESIGN.md "Metric definitions"):
+    Computes, by the rules of :mod:`cxr.evaluation.metrics` (docs/evaluation.md, "Metric definitions"):
     COCO AP/AP50/AP75 (pycocotools semantics), mAP@0.4 (VOC 2010), IoBB accuracy, FROC + CPM,
     and per-class / any-finding / macro image-level TP/FP/TN/FN, sensitivity, specificity, PPV,
     NPV, F1, AUROC at the operating points, with optional patient-level bootstrap 95% CIs.

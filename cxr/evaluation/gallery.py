@@ -2,7 +2,7 @@
 
 :func:`operating_point_cases` lists, per class, the detections that count as false positives and
 the ground-truth boxes that count as missed at the per-class operating-point thresholds, by the
-FROC matching rule (DESIGN.md "Metric definitions"). :func:`case_thumbnail` draws one case as a
+FROC matching rule (docs/evaluation.md, "Metric definitions"). :func:`case_thumbnail` draws one case as a
 small JPEG of the film region around it. Boxes are XYXY_ABS pixels of the original image.
 """
 

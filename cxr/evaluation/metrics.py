@@ -6,7 +6,7 @@ XYXY_ABS pixels (``x1, y1, x2, y2``) except in :func:`coco_ap`, which reads COCO
 exactly as pycocotools does (see there why). Images without any ground-truth box are part of the
 set (``num_images``) and count as negatives for every class.
 
-Rules (binding, from DESIGN.md "Metric definitions"):
+Rules (docs/evaluation.md, "Metric definitions"):
 
 - COCO AP: pycocotools ``COCOeval`` semantics, re-implemented vectorized (:func:`coco_ap`).
 - mAP@0.4: PASCAL VOC 2010 rule at IoU > 0.4 (:func:`voc_ap`).
