@@ -56,6 +56,11 @@ COMPARISONS = (
     Comparison("train_step_d0_vs_effdet_d0", "train_step_d0_vs_effdet_d0", 1.0, 5, 1),
     Comparison("mapper_vs_detectron2", "data", 1.0, 3),
     Comparison("eval_vs_pycocotools", "eval", 2.0, 1),
+    Comparison("inference_d0_onnxruntime_vs_effdet_d0", "inference_d0_onnxruntime_vs_effdet_d0",
+               0.30, 10),  # fmt: skip
+    # absolute goals (median <= 0.5 s; <= 2 s wall and <= 400 MB): goal_* fields of details.json
+    Comparison("predict_dicom_end_to_end_d0", "predict_dicom_end_to_end_d0", None, 5, 1),
+    Comparison("predict_cold_onnxruntime_d0", "predict_cold_onnxruntime_d0", None, 2, 0),
 )
 _BY_NAME = {c.name: c for c in COMPARISONS}
 

@@ -98,7 +98,7 @@ def run_suite(
 
 @BENCHMARK_REGISTRY.register_as("all")
 def run_all(args: argparse.Namespace) -> list[dict]:
-    """``--task all``: the five peer comparisons; files in the folder of ``--output``."""
+    """``--task all``: every comparison of COMPARISONS; files in the folder of ``--output``."""
     output = getattr(args, "output", "") or ""
     folder = os.path.dirname(output) if output else DEFAULT_FOLDER
     return run_suite(args, COMPARISONS, folder or ".")

@@ -4,6 +4,7 @@ The ``all`` task (:mod:`benchmarks.suite`) runs these, each in its own process; 
 module, never the other way round.
 """
 from . import data  # noqa: F401  (task: data)
+from . import deploy  # noqa: F401  (tasks: *_onnxruntime_*, predict_dicom_end_to_end_d0)
 from . import evaluation  # noqa: F401  (task: eval)
 from . import inference  # noqa: F401  (task: inference)
 from . import peers  # noqa: F401  (tasks: *_vs_effdet_*)

@@ -1,5 +1,6 @@
 """Fixtures for the export tests: phantom radiographs rendered locally, the shipped demo
-RetinaNet, and an EfficientDet-D0 with random weights whose BN statistics are set from images."""
+RetinaNet, and an EfficientDet-D0 with random weights whose BN statistics are set from images
+(:func:`benchmarks.deploy.calibrate_bn`)."""
 from __future__ import annotations
 
 import os
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.deploy import calibrate_bn
 from cxr.config import load_config
 from cxr.data.phantom import render_phantom
 
@@ -42,28 +44,6 @@ def demo_retinanet():
 
     cfg = _cfg(DEMO_CONFIG)
     return cfg, load_torch_model(cfg, DEMO_WEIGHTS)[0]
-
-
-def calibrate_bn(model, images: list[np.ndarray]) -> None:
-    """Set every BN's running statistics from ``images`` (random weights then give varied,
-    untied scores instead of the constant maps of a fresh init), then eval mode."""
-    from torch.nn.modules.batchnorm import _BatchNorm
-
-    torch.manual_seed(0)
-    for m in model.head.modules():
-        if isinstance(m, torch.nn.Conv2d):
-            m.reset_parameters()
-    torch.nn.init.normal_(model.head.cls_score[1].bias, mean=-3.0, std=1.0)
-    for m in model.modules():
-        if isinstance(m, _BatchNorm):
-            m.momentum = None
-            m.reset_running_stats()
-    x = torch.as_tensor(np.stack([np.repeat(i[None], 3, 0) for i in images]), dtype=torch.float32)
-    model.train()
-    with torch.no_grad():
-        feats = model.backbone((x - model.pixel_mean) / model.pixel_std)
-        model.head([feats[f] for f in model.head_in_features])
-    model.eval()
 
 
 @pytest.fixture(scope="session")
