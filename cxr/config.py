@@ -85,7 +85,9 @@ class CfgNode(_D2CfgNode):
 def add_cxr_config(cfg: _D2CfgNode) -> None:
     """Add every cxr key to ``cfg`` in place (idempotent). See each area's ``config.py``."""
     from .data.config import add_data_config
+    from .data.mix_config import add_mix_config
     from .engine.config import add_engine_config
+    from .engine.swa_config import add_swa_config
     from .evaluation.config import add_evaluation_config
     from .modeling.classifier_config import add_classifier_config
     from .modeling.config import add_modeling_config
@@ -97,11 +99,13 @@ def add_cxr_config(cfg: _D2CfgNode) -> None:
     # Internal marker so that add_cxr_config can be called twice.
     cfg.CXR._ADDED = True
     add_data_config(cfg)
+    add_mix_config(cfg)
     add_modeling_config(cfg)
     add_classifier_config(cfg)
     add_evaluation_config(cfg)
     add_engine_config(cfg)
     add_tta_config(cfg)
+    add_swa_config(cfg)
 
 
 def get_cfg() -> CfgNode:

@@ -5,8 +5,12 @@ Example::
 
     python datasets/prepare_phantom.py --output datasets/phantom_nih --size 512 --negatives 120
 
+    # classification set: N Data_Entry rows, image labels only (datasets/phantom_nih_cls)
+    python datasets/prepare_phantom.py --classification 3000 --size 256
+
 A rerun with the same arguments on a complete folder returns at once (manifest cache).
-See :mod:`cxr.data.phantom` for how lesions look.
+See :mod:`cxr.data.phantom` for how lesions look, :mod:`cxr.data.phantom_cls` for the
+classification set.
 """
 import argparse
 import logging
@@ -22,7 +26,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--output", default=os.path.join(HERE, "phantom_nih"), help="dataset root")
+    p.add_argument("--output", default="", help="dataset root (default phantom_nih[_cls])")
+    p.add_argument(
+        "--classification", type=int, default=0, metavar="N",
+        help="render the classification set of N images (Data_Entry labels) instead",
+    )  # fmt: skip
     p.add_argument("--size", type=int, default=512, help="image side in pixels")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--negatives", type=int, default=0, help="lesion-free 'No Finding' images")
@@ -34,6 +42,9 @@ def main(argv=None) -> int:
     p.add_argument("--force", action="store_true", help="re-render even if up to date")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.classification:
+        return _classification(args)
+    args.output = args.output or os.path.join(HERE, "phantom_nih")
     m = generate_phantom_dataset(
         args.output,
         args.bbox_csv,
@@ -48,6 +59,22 @@ def main(argv=None) -> int:
     print(
         f"phantom: {m['num_images']} images ({m['num_boxes']} boxes, {m['num_negatives']} "
         f"negatives) at {m['size']} px {state} in {args.output} ({m['seconds']:.1f} s)"
+    )
+    return 0
+
+
+def _classification(args) -> int:
+    from cxr.data.phantom_cls import generate_phantom_classification
+
+    out = args.output or os.path.join(HERE, "phantom_nih_cls")
+    m = generate_phantom_classification(
+        out, args.bbox_csv, args.data_entry_csv, args.classification,
+        size=args.size, seed=args.seed, workers=args.workers, force=args.force,
+    )  # fmt: skip
+    state = "up to date" if m["skipped"] else "rendered"
+    print(
+        f"phantom classification: {m['num_images']} images ({m['no_finding']} No Finding) at "
+        f"{m['size']} px {state} in {out} ({m['seconds']:.1f} s); positives: {m['positives']}"
     )
     return 0
 

@@ -23,11 +23,13 @@ from detectron2.utils import comm
 
 from ..data import build_mapper
 from ..data.checks import check_image_files
+from ..data.mix import build_mix_mapper
 from ..evaluation import build_evaluator
 from ..modeling.test_time_augmentation import build_tta_model
 from ..modeling.trunk_transfer import load_classifier_trunk
 from .checkpoint import CXRCheckpointer, load_model_weights
 from .ema import EMAHook, ModelEMA, unwrap
+from .swa import build_swa_hook
 from .hooks import THRESHOLDS_FILE, BestCheckpointer, EMAEvalHook, PredictionVisHook, ValidationLossHook
 from ..data.samplers import build_train_sampler
 
@@ -90,9 +92,8 @@ class Trainer(DefaultTrainer):
         (resumable) sampler is reachable as ``loader.cxr_sampler``."""
         dicts = _train_dicts(cfg) if dicts is None else dicts
         sampler = build_train_sampler(cfg, dicts)
-        loader = build_detection_train_loader(
-            cfg, mapper=build_mapper(cfg, True), dataset=dicts, sampler=sampler
-        )
+        mapper = build_mix_mapper(cfg, build_mapper(cfg, True), dicts)  # INPUT.MIX: off = as is
+        loader = build_detection_train_loader(cfg, mapper=mapper, dataset=dicts, sampler=sampler)
         loader.cxr_sampler = sampler
         return loader
 
@@ -141,6 +142,7 @@ class Trainer(DefaultTrainer):
                 # Validation losses first, so that TEST.BEST_METRIC may be "val/total_loss".
                 ret.extend(self._val_loss_hooks())
                 ret.append(EMAEvalHook(cfg.TEST.EVAL_PERIOD, h._func, self.ema, self.model))
+                ret.extend(h for h in [build_swa_hook(self)] if h is not None)  # SOLVER.SWA
                 ret.extend(self._best_checkpoint_hooks())
             elif isinstance(h, hooks.PeriodicWriter):
                 ret.extend(self._vis_hooks())

@@ -33,6 +33,7 @@ __all__ = [
     "CLASSIFICATION_LOSS_REGISTRY",
     "CXRClassifier",
     "asymmetric_loss",
+    "global_pool",
     "positive_weights_from_datasets",
     "trunk_of",
 ]
@@ -136,7 +137,8 @@ def positive_weights_from_datasets(dataset_names: Sequence[str], num_classes: in
     return [float((n - p) / p) if p > 0 else 1.0 for p in pos]
 
 
-def _pool(x: torch.Tensor, kind: str) -> torch.Tensor:
+def global_pool(x: torch.Tensor, kind: str) -> torch.Tensor:
+    """(N, D, h, w) -> (N, D): mean ("avg"), max ("max") or their mean ("avgmax")."""
     if kind == "avg":
         return x.mean((2, 3))
     if kind == "max":
@@ -196,7 +198,7 @@ class CXRClassifier(nn.Module):
         self.num_classes = num_classes
         self.in_feature = in_feature
         self.pool = pool
-        _pool(torch.zeros(1, 1, 1, 1), pool)  # validate the name now
+        global_pool(torch.zeros(1, 1, 1, 1), pool)  # validate the name now
         self.loss_fn = CLASSIFICATION_LOSS_REGISTRY.get(loss)
         self.loss_options = {"focal_gamma": 2.0, "asl_gamma_neg": 4.0, "asl_gamma_pos": 0.0,
                              "asl_clip": 0.05, **(loss_options or {})}  # fmt: skip
@@ -265,7 +267,7 @@ class CXRClassifier(nn.Module):
             training: ``{"loss_cls": scalar}``; inference: per image ``{"scores", "embedding"}``.
         """
         images = self.preprocess_image(batched_inputs)
-        emb = _pool(self.feature_map(images.tensor).float(), self.pool)
+        emb = global_pool(self.feature_map(images.tensor).float(), self.pool)
         logits = self.head(emb)
         if self.training:
             targets = torch.stack(
@@ -287,6 +289,6 @@ def feature_dim(trunk: nn.Module, in_feature: str = "", pool: str = "avg") -> in
         with torch.no_grad():
             p = next(trunk.parameters(), None)
             x = torch.zeros(1, 3, 64, 64, device=p.device if p is not None else "cpu")
-            return int(_pool(_last_feature(trunk(x), in_feature), pool).shape[1])
+            return int(global_pool(_last_feature(trunk(x), in_feature), pool).shape[1])
     finally:
         trunk.train(was_training)
