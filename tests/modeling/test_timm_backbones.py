@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 
 import pytest
 import timm
@@ -77,10 +78,27 @@ def test_local_weights_file_loads_into_trunk(tmp_path):
     torch.testing.assert_close(gray.conv1.weight, full.conv1.weight.sum(1, keepdim=True))
 
 
-def test_pretrained_offline_fails_fast_naming_weights(monkeypatch, tmp_path):
+@pytest.mark.parametrize("offline_mode", [True, False])
+def test_pretrained_offline_fails_fast_naming_weights(monkeypatch, tmp_path, offline_mode):
+    """HF_HUB_OFFLINE set, or no route to the hub (no retries then): an empty cache fails at
+    once, naming the weights and MODEL.TIMM.WEIGHTS."""
     import huggingface_hub.constants as hf
 
-    monkeypatch.setattr(hf, "HF_HUB_OFFLINE", True)
+    def no_route(*args, **kwargs):
+        raise OSError("[Errno -2] Name or service not known")
+
+    import huggingface_hub.utils._http as hub_http
+
+    sent = []
+    transport = type(hub_http.get_session()._transport)
+
+    def send(self, request):  # what would go on the wire
+        sent.append(str(request.url))
+        raise OSError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(hf, "HF_HUB_OFFLINE", offline_mode)
+    monkeypatch.setattr(socket, "create_connection", no_route)
+    monkeypatch.setattr(transport, "handle_request", send)
     monkeypatch.setattr(hf, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     with pytest.raises(PretrainedWeightsUnavailable) as e:
@@ -89,6 +107,7 @@ def test_pretrained_offline_fails_fast_naming_weights(monkeypatch, tmp_path):
     assert "timm/resnet18" in msg and "MODEL.TIMM.WEIGHTS" in msg and "resnet18" in msg
     with pytest.raises(PretrainedWeightsUnavailable, match="timm/resnet18"):
         fetch_timm_state_dict("resnet18")  # tools/convert_weights.py timm
+    assert not sent  # nothing was sent (unreachable, each request is retried for a minute)
 
 
 def test_freeze_at_counts_stages():

@@ -16,8 +16,12 @@ feature maps of stride 8, 16 and 32 (by default the trunk's last three), with
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import socket
+from collections.abc import Iterator
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
@@ -91,6 +95,27 @@ def _unavailable(name: str, e: Exception) -> PretrainedWeightsUnavailable:
     )
 
 
+@contextlib.contextmanager
+def _hub_offline_unless_reachable(timeout_s: float = 5.0) -> Iterator[None]:
+    """Hugging Face hub offline mode while its host cannot be reached, so that a cached copy
+    still loads and a missing one fails at once (instead of minutes of retries)."""
+    import huggingface_hub.constants as hf
+
+    if hf.HF_HUB_OFFLINE:
+        yield
+        return
+    try:
+        socket.create_connection((urlparse(hf.ENDPOINT).hostname, 443), timeout=timeout_s).close()
+        reachable = True
+    except OSError:
+        reachable = False
+    hf.HF_HUB_OFFLINE = not reachable
+    try:
+        yield
+    finally:
+        hf.HF_HUB_OFFLINE = False
+
+
 def fetch_timm_state_dict(name: str) -> dict[str, torch.Tensor]:
     """The default pretrained weights of timm classification model ``name`` (fetched by timm).
 
@@ -100,7 +125,8 @@ def fetch_timm_state_dict(name: str) -> dict[str, torch.Tensor]:
     import timm
 
     try:
-        return timm.create_model(name, pretrained=True).state_dict()
+        with _hub_offline_unless_reachable():
+            return timm.create_model(name, pretrained=True).state_dict()
     except (OSError, RuntimeError, ValueError) as e:  # hub/URL errors, offline mode
         raise _unavailable(name, e) from None
 
@@ -142,7 +168,8 @@ def create_timm_trunk(
         logger.info("Trunk %s: weights from %s (%d tensors)", name, weights, len(state))
     elif pretrained:
         try:
-            trunk = timm.create_model(name, pretrained=True, **kwargs)
+            with _hub_offline_unless_reachable():
+                trunk = timm.create_model(name, pretrained=True, **kwargs)
         except (OSError, RuntimeError, ValueError) as e:  # hub/URL errors, offline mode
             raise _unavailable(name, e) from None
     else:
