@@ -13,6 +13,14 @@ Files mode (scores any model's COCO results; no model)::
 
     python tools/eval.py --gt-json gt.json --detections results.json --output DIR
 
+Classifiers (``CXRClassifier`` configs, ``evaluator_type`` ``cxr_cls`` data sets) get AUROC, AP
+and operating-point metrics per finding with patient-bootstrap CIs, ROC and t-SNE plots::
+
+    python tools/eval.py --config-file configs/phantom/classifier_R_50_slim.yaml \
+        --checkpoint model_final.pth --dataset phantom_nih_cls_test --bootstrap 1000 --output DIR
+    python tools/eval.py --dataset phantom_nih_cls_test --predictions DIR/predictions.json \
+        --output DIR2                                        # rescore a predictions file
+
 Both print a per-class table and write DIR/metrics.json, per_class.csv, predictions.json,
 thresholds.json, PNG plots, report.html (metrics, plots, galleries of false positives and missed
 lesions; opens offline), TensorBoard event files and log.txt. Logic: :mod:`cxr.apps`.
@@ -43,6 +51,9 @@ def parse_args(argv=None):
     )
     p.add_argument("--gt-json", default="", help="COCO ground truth (files mode)")
     p.add_argument("--detections", default="", help="COCO results JSON (files mode)")
+    p.add_argument(
+        "--predictions", default="", help="classifier predictions.json (files mode, with --dataset)"
+    )
     p.add_argument("--output", required=True, help="output folder (must not contain an input)")
     p.add_argument(
         "--cm-threshold",

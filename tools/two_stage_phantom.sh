@@ -3,7 +3,8 @@
 # RetinaNet (phantom/retinanet_demo.yaml) on phantom_nih_train from scratch and from the
 # classifier's trunk with the same detection budget, and (RECIPES=1) the same budget with
 # Mixup, CutMix, Mosaic and SWA. Prints the classifier's test AUROC table and one AP50 line per
-# detection run (phantom_nih_test).
+# detection run (phantom_nih_test). A run whose test metrics exist in OUT is not repeated (delete
+# OUT to start over).
 #
 #   bash tools/two_stage_phantom.sh                       # defaults below
 #   SIZE=160 CLS_ITERS=300 DET_ITERS=300 RECIPES=1 bash tools/two_stage_phantom.sh
@@ -23,6 +24,7 @@ mkdir -p "$OUT" && rm -f "$OUT/summary.txt"
 $PY datasets/prepare_phantom.py --output datasets/phantom_nih --size 512 --seed 0 --negatives 300
 $PY datasets/prepare_phantom.py --classification "$CLS_IMAGES" --size 256 --seed 0
 
+[ -f "$OUT/classifier/inference/phantom_nih_cls_test/metrics.json" ] ||
 $PY tools/train_net.py --config-file configs/phantom/classifier_R_50_slim.yaml "${SIZES[@]}" \
   SOLVER.MAX_ITER "$CLS_ITERS" SOLVER.WARMUP_ITERS 30 SOLVER.CHECKPOINT_PERIOD "$CLS_ITERS" \
   TEST.EVAL_PERIOD 0 TEST.BEST_METRIC "" DATASETS.TEST "('phantom_nih_cls_test',)" \
@@ -31,6 +33,7 @@ cat "$OUT/classifier/inference/phantom_nih_cls_test/per_class.csv"
 
 detect() {  # name, extra KEY VALUE pairs...
   local name=$1; shift
+  [ -f "$OUT/$name/inference/phantom_nih_test/metrics.json" ] ||
   $PY tools/train_net.py --config-file configs/phantom/retinanet_demo.yaml "${SIZES[@]}" \
     SOLVER.MAX_ITER "$DET_ITERS" SOLVER.WARMUP_ITERS 30 SOLVER.CHECKPOINT_PERIOD "$DET_ITERS" \
     TEST.EVAL_PERIOD 0 TEST.BEST_METRIC "" DATASETS.TEST "('phantom_nih_test',)" \

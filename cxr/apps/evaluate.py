@@ -25,6 +25,7 @@ import torch
 from tqdm import tqdm
 
 from ..evaluation import CXREvaluator
+from ..evaluation.classification import CXRClassificationEvaluator
 from ..evaluation.config import eval_kwargs_from_cfg
 from ..evaluation.medical import MedicalResult, compute_medical_metrics, flat_results
 from ..evaluation.operating_points import load_thresholds
@@ -174,21 +175,36 @@ def _report_dir(output_dir: str, path: str, several: bool) -> str:
 
 
 def _evaluate_model(cfg, model, dataset_name: str, report_dir: str, evaluator_kwargs: dict):
-    """Inference of ``model`` on ``dataset_name`` + :class:`CXREvaluator` into ``report_dir``.
+    """Inference of ``model`` on ``dataset_name`` + the dataset's evaluator into ``report_dir``.
 
     Returns:
-        ``(flat metrics, MedicalResult or None, class names)``.
+        ``(flat metrics, MedicalResult or None (classification), class names)``.
     """
     from detectron2.evaluation import inference_on_dataset
 
     from ..engine import Trainer
 
-    kw = dict(CXREvaluator.from_config(cfg, dataset_name, report_dir))
-    kw.update(evaluator_kwargs or {})
-    ev = CXREvaluator(**kw)
+    ev = _dataset_evaluator(cfg, dataset_name, report_dir, evaluator_kwargs)
     with torch.no_grad():
         res = inference_on_dataset(model, Trainer.build_test_loader(cfg, dataset_name), ev)
-    return res.get("cxr", {}), ev.last_result, ev.class_names
+    flat = res.get("cxr", res.get("cls", {}))
+    result = ev.last_result if isinstance(ev.last_result, MedicalResult) else None
+    return flat, result, ev.class_names
+
+
+def _dataset_evaluator(cfg, dataset_name: str, report_dir: str, evaluator_kwargs: dict | None):
+    """:class:`CXREvaluator`, or :class:`CXRClassificationEvaluator` for a dataset whose
+    ``evaluator_type`` is ``cxr_cls``, with the overrides its ``__init__`` accepts."""
+    import inspect
+
+    from detectron2.data import MetadataCatalog
+
+    kind = MetadataCatalog.get(dataset_name).get("evaluator_type", "cxr")
+    cls = CXRClassificationEvaluator if kind == "cxr_cls" else CXREvaluator
+    kw = dict(cls.from_config(cfg, dataset_name, report_dir))
+    accepted = inspect.signature(cls.__init__).parameters
+    kw.update({k: v for k, v in (evaluator_kwargs or {}).items() if k in accepted})
+    return cls(**kw)
 
 
 def _summary_row(path: str, step: int, flat: dict) -> dict:

@@ -90,6 +90,24 @@ def _eval_files_mode(args) -> MedicalResult:
     )
 
 
+def _eval_classification_files(args):
+    """Files mode of a classifier: ``--predictions`` (a classifier's predictions.json) scored
+    against the labels of the registered classification set ``--dataset``."""
+    from ..evaluation.classification import evaluate_classification_files
+
+    if not args.dataset or args.checkpoint or args.config_file:
+        raise SystemExit("--predictions goes with --dataset (a registered classification set) only")
+    check_output_dir(args.output, [args.predictions, args.thresholds])
+    setup_logging(args.output)
+    kw = resolved_eval_kwargs(get_cfg(), args)
+    keys = ("cm_threshold", "thresholds", "bootstrap", "seed", "operating_point",
+            "target_sensitivity")  # fmt: skip
+    return evaluate_classification_files(
+        args.dataset, args.predictions, args.output, plots=not args.no_plots,
+        **{k: kw[k] for k in keys},
+    )  # fmt: skip
+
+
 def _eval_dataset(args, cfg) -> str:
     if args.image_folder:
         return register_nih_folder(args.image_folder, args.annotations, args.data_entry)
@@ -110,6 +128,8 @@ def run_eval(args) -> dict | MedicalResult:
     """
     if args.gt_json or args.detections:
         return _eval_files_mode(args)
+    if getattr(args, "predictions", ""):
+        return _eval_classification_files(args)
     if not (args.config_file and args.checkpoint):
         raise SystemExit(
             "checkpoints mode needs --config-file and --checkpoint "

@@ -44,6 +44,7 @@ from detectron2.utils import comm
 from ..fileio import json_safe, write_json_atomic, write_text_atomic
 from . import metrics as M
 from .build import EVALUATOR_REGISTRY
+from .config import eval_kwargs_from_cfg
 
 from .medical import _nanmean_rows
 from .operating_points import load_thresholds, save_thresholds, select_thresholds
@@ -409,14 +410,15 @@ class CXRClassificationEvaluator(DatasetEvaluator):
 
     @classmethod
     def from_config(cls, cfg, dataset_name: str, output_dir: str | None = None) -> dict:
-        e = cfg.CXR.EVAL
-        return {
-            "dataset_name": dataset_name, "output_dir": output_dir,
-            "cm_threshold": e.CM_THRESHOLD, "thresholds": e.THRESHOLDS_FILE or None,
-            "bootstrap": e.BOOTSTRAP, "seed": e.BOOTSTRAP_SEED,
-            "operating_point": e.OPERATING_POINT, "target_sensitivity": e.TARGET_SENSITIVITY,
-            "plots": e.PLOTS,
-        }  # fmt: skip
+        kw = eval_kwargs_from_cfg(cfg)
+        keys = ("cm_threshold", "thresholds", "bootstrap", "seed", "operating_point",
+                "target_sensitivity")  # fmt: skip
+        return {"dataset_name": dataset_name, "output_dir": output_dir,
+                **{k: kw[k] for k in keys}, "plots": cfg.CXR.EVAL.PLOTS}  # fmt: skip
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self._class_names)
 
     def reset(self) -> None:
         self._predictions: list[dict] = []

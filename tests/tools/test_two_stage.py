@@ -1,0 +1,91 @@
+"""Two-stage end to end (in-process, tiny): a classifier trains through tools/train_net.py on a
+Data_Entry-format set, tools/eval.py scores its checkpoint (AUROC with patient CIs) and its
+predictions file, and a detector trains from its trunk."""
+
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from detectron2.data import DatasetCatalog, MetadataCatalog
+
+from cxr.data.datasets.nih_cls import register_nih_cls
+
+from .util import REPO, load_tool
+
+NIH_ENTRY_HEADER = (
+    "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
+    "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]\n"
+)
+
+SLIM = ["MODEL.RESNETS.WIDTH_PER_GROUP", "8", "MODEL.RESNETS.STEM_OUT_CHANNELS", "16",
+        "MODEL.RESNETS.RES2_OUT_CHANNELS", "32", "MODEL.FPN.OUT_CHANNELS", "32",
+        "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "64", "INPUT.MIN_SIZE_TEST", "64",
+        "INPUT.MAX_SIZE_TEST", "64", "SOLVER.IMS_PER_BATCH", "4", "SOLVER.WARMUP_ITERS", "0",
+        "DATALOADER.NUM_WORKERS", "0", "MODEL.DEVICE", "cpu", "TEST.BEST_METRIC", ""]  # fmt: skip
+
+
+@pytest.fixture
+def cls_set(tmp_path):
+    """24 images of 12 patients, 8 findings (Nodule = a bright disc), as tiny_nih_cls_*."""
+    folder = tmp_path / "cls"
+    (folder / "images").mkdir(parents=True)
+    rows, rng = [], np.random.default_rng(0)
+    for i in range(24):
+        name = f"{i // 2 + 1:08d}_{i % 2:03d}.png"
+        img = rng.integers(60, 90, (64, 64), dtype=np.uint8)
+        label = "No Finding"
+        if i % 3 == 0:
+            cv2.circle(img, (20 + i, 30), 6, 220, -1)
+            label = "Nodule"
+        cv2.imwrite(str(folder / "images" / name), img)
+        rows.append(f"{name},{label},{i % 2},{i // 2 + 1},50,M,PA,64,64,0.1,0.1\n")
+    (folder / "Data_Entry_2017_v2020.csv").write_text(NIH_ENTRY_HEADER + "".join(rows))
+    names = register_nih_cls("tiny_nih_cls", str(folder), "no_such_box_set",
+                             ("Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass",
+                              "Nodule", "Pneumonia", "Pneumothorax"))  # fmt: skip
+    yield "tiny_nih_cls"
+    for n in names:
+        DatasetCatalog.remove(n)
+        MetadataCatalog.remove(n)
+
+
+def test_classifier_train_eval_and_detector_from_its_trunk(cls_set, tiny_dataset, tmp_path):
+    out = tmp_path / "clf"
+    train_net = load_tool("train_net")
+    cfg = os.path.join(REPO, "configs/phantom/classifier_R_50_slim.yaml")
+    train_net.cli(["--config-file", cfg, *SLIM, "DATASETS.TRAIN", f"('{cls_set}_all',)",
+                   "DATASETS.TEST", f"('{cls_set}_all',)", "SOLVER.MAX_ITER", "3",
+                   "OUTPUT_DIR", str(out)])  # fmt: skip
+    ckpt = out / "model_final.pth"
+    assert ckpt.is_file()
+    assert (out / "inference" / f"{cls_set}_all" / "roc_curves.png").is_file()
+
+    ev = tmp_path / "eval"
+    res = load_tool("eval").main(["--config-file", cfg, "--checkpoint", str(ckpt), "--dataset",
+                                  f"{cls_set}_all", "--bootstrap", "30", "--output", str(ev),
+                                  *SLIM])  # fmt: skip
+    assert res["checkpoints"][0]["auroc_macro"] == res["checkpoints"][0]["auroc_macro"]  # not NaN
+    m = json.load(open(ev / "metrics.json"))
+    assert m["settings"]["bootstrap_unit"] == "patient"
+    lo, hi = m["ci95"]["per_class.Nodule.auroc"]
+    assert lo <= m["per_class"]["Nodule"]["auroc"] <= hi
+
+    again = load_tool("eval").main(["--dataset", f"{cls_set}_all", "--predictions",
+                                    str(ev / "predictions.json"), "--output", str(tmp_path / "f"),
+                                    "--no-plots"])  # fmt: skip
+    assert again.metrics["per_class"]["Nodule"]["auroc"] == m["per_class"]["Nodule"]["auroc"]
+
+    det = tmp_path / "det"
+    det_cfg = os.path.join(REPO, "configs/phantom/retinanet_demo_from_classifier.yaml")
+    train_net.cli(["--config-file", det_cfg, *SLIM, "MODEL.TRUNK_WEIGHTS", str(ckpt),
+                   "DATASETS.TRAIN", f"('{tiny_dataset}',)", "DATASETS.TEST", "()",
+                   "MODEL.RETINANET.NUM_CLASSES", "2", "SOLVER.MAX_ITER", "1",
+                   "SOLVER.BASE_LR", "0.0", "DATALOADER.SAMPLER_TRAIN", "TrainingSampler",
+                   "OUTPUT_DIR", str(det)])  # fmt: skip
+    det_state = torch.load(det / "model_final.pth", weights_only=True)["model"]
+    clf_state = torch.load(ckpt, weights_only=True)["model"]
+    for k in ("stem.conv1.weight", "res5.0.conv1.weight"):  # trained at LR 0: still equal
+        assert torch.equal(det_state[f"backbone.bottom_up.{k}"], clf_state[f"backbone.{k}"])
