@@ -261,7 +261,7 @@ def _gallery(
     for c, name in enumerate(class_names):
         thr = float(res.thresholds[c])
         parts.append(
-            f'<div class="class-gallery" data-class="{html.escape(name)}">'
+            f'<div class="class-gallery" id="{_anchor(name)}" data-class="{html.escape(name)}">'
             f"<h3>{html.escape(name)} <small>(threshold {thr:.3f})</small></h3>"
         )
         cc = cases[c]
@@ -291,6 +291,16 @@ def _gallery(
         parts.append("</div>")
     parts.append("</section>")
     return "".join(parts)
+
+
+def _anchor(class_name: str) -> str:
+    """The page-internal id of a class's gallery (``gallery-<name>``, letters and digits)."""
+    return "gallery-" + "".join(ch if ch.isalnum() else "-" for ch in class_name)
+
+
+def _nav(class_names: Sequence[str]) -> str:
+    links = " · ".join(f'<a href="#{_anchor(n)}">{html.escape(n)}</a>' for n in class_names)
+    return f'<p class="sub">Galleries: {links}</p>'
 
 
 def _rgb(bgr) -> str:
@@ -350,6 +360,7 @@ def render_html_report(
     body = [
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="sub">{html.escape(subtitle)}</p>' if subtitle else "",
+        _nav(class_names),
         _headline(res.metrics),
         _summary(res, class_names),
         _per_class_table(res, class_names),

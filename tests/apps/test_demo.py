@@ -66,3 +66,21 @@ def test_run_writes_run_json_and_ends_with_the_report(tmp_path):
     assert len(saved["steps"]) == 4 and saved["wall_time_s"] >= 0
     assert lines[-1].split() == ["Report:", os.path.join(out, "eval", "report.html")]
     assert any(x.startswith("Demo wall time") for x in lines)
+
+
+def test_profile_parts_add_up_to_the_iteration(tiny_dataset):
+    from cxr.apps.demo import PROFILE_PARTS, profile_training
+    from cxr.engine import setup_config
+
+    opts = ["DATASETS.TRAIN", f"('{tiny_dataset}',)", "MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu"]
+    opts += ["MODEL.RETINANET.NUM_CLASSES", "2", "SOLVER.IMS_PER_BATCH", "2"]
+    opts += ["INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "64"]
+    opts += ["DATALOADER.SAMPLER_TRAIN", "TrainingSampler"]
+    cfg = setup_config("configs/phantom/retinanet_demo_finetune.yaml", opts)
+    t = profile_training(cfg, iterations=2, warmup=1)
+    assert set(t) == set(PROFILE_PARTS) | {"total"}
+    assert all(t[k] > 0 for k in ("trunk", "fpn", "head", "losses", "backward"))
+    parts = sum(t[k] for k in PROFILE_PARTS if k not in ("trunk", "fpn", "head", "preprocess"))
+    # losses wraps the loss computation only; trunk/fpn/head/preprocess run inside model(data)
+    inside = t["trunk"] + t["fpn"] + t["head"] + t["preprocess"]
+    assert 0.8 * t["total"] <= parts + inside <= 1.05 * t["total"]
