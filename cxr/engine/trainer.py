@@ -26,9 +26,11 @@ from ..data.checks import check_image_files
 from ..data.mix import build_mix_mapper
 from ..evaluation import build_evaluator
 from ..modeling.test_time_augmentation import build_tta_model
+from ..modeling.meta_arch.classifier import CXRClassifier
 from ..modeling.trunk_transfer import load_classifier_trunk
 from .checkpoint import CXRCheckpointer, load_model_weights
 from .ema import EMAHook, ModelEMA, unwrap
+from .gradcam_hook import GradCAMVisHook
 from .swa import build_swa_hook
 from .hooks import THRESHOLDS_FILE, BestCheckpointer, EMAEvalHook, PredictionVisHook, ValidationLossHook
 from ..data.samplers import build_train_sampler
@@ -190,10 +192,16 @@ class Trainer(DefaultTrainer):
             out.append(ValidationLossHook(cfg.TEST.VAL_LOSS_PERIOD, factory, cfg.TEST.VAL_LOSS_MAX_IMAGES))
         return out
 
+    def _is_classifier(self) -> bool:
+        return isinstance(unwrap(self.model), CXRClassifier)
+
     def _vis_hooks(self):
         cfg = self.cfg
         out = []
-        if cfg.CXR.VIS.PERIOD > 0 and cfg.DATASETS.TEST:
+        if cfg.CXR.VIS.PERIOD > 0 and cfg.DATASETS.TEST and self._is_classifier():
+            vis = (cfg.CXR.VIS.PERIOD, build_mapper(cfg, False), cfg.DATASETS.TEST[0])
+            out.append(GradCAMVisHook(*vis, cfg.CXR.VIS.NUM_IMAGES))
+        elif cfg.CXR.VIS.PERIOD > 0 and cfg.DATASETS.TEST:
             out.append(
                 PredictionVisHook(
                     cfg.CXR.VIS.PERIOD,

@@ -2,6 +2,7 @@
 Data_Entry-format set, tools/eval.py scores its checkpoint (AUROC with patient CIs) and its
 predictions file, and a detector trains from its trunk."""
 
+import glob
 import json
 import os
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cxr.data.datasets.nih_cls import register_nih_cls
 
@@ -58,10 +60,14 @@ def test_classifier_train_eval_and_detector_from_its_trunk(cls_set, tiny_dataset
     cfg = os.path.join(REPO, "configs/phantom/classifier_R_50_slim.yaml")
     train_net.cli(["--config-file", cfg, *SLIM, "DATASETS.TRAIN", f"('{cls_set}_all',)",
                    "DATASETS.TEST", f"('{cls_set}_all',)", "SOLVER.MAX_ITER", "3",
+                   "CXR.VIS.PERIOD", "3", "CXR.VIS.NUM_IMAGES", "1",
                    "OUTPUT_DIR", str(out)])  # fmt: skip
     ckpt = out / "model_final.pth"
     assert ckpt.is_file()
     assert (out / "inference" / f"{cls_set}_all" / "roc_curves.png").is_file()
+    acc = EventAccumulator(glob.glob(f"{out}/events.out.tfevents.*")[0], {"images": 0}).Reload()
+    assert "cxr/gradcam/0" in acc.Tags()["images"]  # Grad-CAM overlay in TensorBoard
+    assert "cls/auroc_macro" in acc.Tags()["scalars"]
 
     ev = tmp_path / "eval"
     res = load_tool("eval").main(["--config-file", cfg, "--checkpoint", str(ckpt), "--dataset",
