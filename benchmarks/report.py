@@ -124,24 +124,15 @@ def _version(module: str) -> str:
         return "not installed"
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine_description(device: str = "cpu") -> dict:
     """CPU model, cores, torch threads, load average, accelerator and package versions."""
     import torch
 
+    from cxr.apps.demo import cpu_model
+
     desc = {
         "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
