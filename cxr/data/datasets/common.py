@@ -15,7 +15,7 @@ import os
 import re
 import warnings
 import zlib
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import pandas as pd
 from tabulate import tabulate
@@ -33,6 +33,7 @@ __all__ = [
     "read_csv_checked",
     "read_csv_rows",
     "register_splits",
+    "rows_with_images",
     "PALETTE",
 ]
 
@@ -276,6 +277,26 @@ def read_csv_checked(path: str, required: Sequence[str]) -> pd.DataFrame:
         if c not in df:
             raise AnnotationError(path, 1, c, "column missing from the header")
     return df
+
+
+def rows_with_images(
+    check: RowChecker,
+    csv_file: str,
+    columns: Sequence[str],
+    id_field: str,
+    image_root: str,
+    suffix: str,
+) -> Iterator[tuple[int, dict, str, str]]:
+    """``(CSV line, row, image id, image path)`` of each row of ``csv_file`` (strings; the
+    ``columns`` required) whose ``id_field`` names an image ``<id><suffix>`` inside
+    ``image_root``; a row whose path would leave the root goes to ``check`` (raised or skipped).
+    """
+    for i, r in enumerate(read_csv_checked(csv_file, columns).to_dict("records")):
+        line = csv_line(i)
+        image_id = r[id_field].strip()
+        path = check.image_path(line, id_field, image_root, f"{image_id}{suffix}")
+        if path is not None:
+            yield line, r, image_id, path
 
 
 def log_summary(name: str, dicts: Iterable[dict], classes: Sequence[str]) -> str:

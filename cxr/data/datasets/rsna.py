@@ -11,7 +11,7 @@ import os
 
 from detectron2.structures import BoxMode
 
-from .common import RowChecker, csv_line, log_summary, read_csv_checked
+from .common import RowChecker, log_summary, rows_with_images
 
 __all__ = ["RSNA_CLASSES", "load_rsna"]
 
@@ -36,13 +36,10 @@ def load_rsna(csv_file: str, image_root: str, strict: bool = True) -> list[dict]
     """
     check = RowChecker(csv_file, strict=strict)
     records: dict[str, dict | None] = {}
-    rows = read_csv_checked(csv_file, ("patientId", "Target") + _BOX_FIELDS).to_dict("records")
-    for i, r in enumerate(rows):
-        line = csv_line(i)
-        pid = r["patientId"].strip()
-        path = check.image_path(line, "patientId", image_root, f"{pid}.dcm")
-        if path is None:
-            continue
+    columns = ("patientId", "Target") + _BOX_FIELDS
+    for line, r, pid, path in rows_with_images(
+        check, csv_file, columns, "patientId", image_root, ".dcm"
+    ):
         target = r["Target"].strip()
         if target not in ("0", "1"):
             check.fail(line, "Target", f"must be 0 or 1, got {target!r}")

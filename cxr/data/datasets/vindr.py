@@ -30,7 +30,7 @@ from detectron2.structures import BoxMode
 
 from ...ensemble import fuse_boxes
 from ...registry import NamedRegistry
-from .common import RowChecker, csv_line, log_summary, read_csv_checked
+from .common import RowChecker, log_summary, rows_with_images
 
 __all__ = ["VINDR_CLASSES", "BOX_FUSIONS", "load_vindr", "pairwise_iou"]
 
@@ -164,12 +164,9 @@ def load_vindr(
     records: dict[str, dict] = {}
     raw: dict[str, list[dict]] = {}
     columns = ("image_id", "class_name", "class_id", "rad_id") + _BOX_FIELDS
-    for i, r in enumerate(read_csv_checked(csv_file, columns).to_dict("records")):
-        line = csv_line(i)
-        image_id = r["image_id"].strip()
-        path = check.image_path(line, "image_id", image_root, f"{image_id}.dicom")
-        if path is None:
-            continue
+    for line, r, image_id, path in rows_with_images(
+        check, csv_file, columns, "image_id", image_root, ".dicom"
+    ):
         cid = check.number(line, "class_id", r["class_id"])
         if cid is None:
             continue
