@@ -42,6 +42,9 @@ def parse_args(argv=None):
         help="comma-separated class names (default: the " "config's dataset metadata)",
     )
     p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
+    p.add_argument(
+        "--gradcam", action="store_true", help="also write Grad-CAM overlays of the positive boxes"
+    )
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return p.parse_args(argv)
 

@@ -34,6 +34,7 @@ from ..data.io import ImageReadError, is_dicom, read_xray
 from ..evaluation.operating_points import class_thresholds, positive_findings
 from ..evaluation.report import write_csv
 from ..fileio import atomic_open, write_bytes_atomic
+from ..modeling.gradcam import image_detection_cam, overlay
 from .model import load_inference_model
 from .paths import check_predict_output, input_not_found
 
@@ -140,8 +141,12 @@ def _overlay(gray: np.ndarray, boxes: np.ndarray, labels: list[str]) -> np.ndarr
 class _Run:
     """State of one :func:`predict_files` call: the predictor, thresholds and counters."""
 
-    def __init__(self, predictor, class_names, thr, in_channels: int, overlay_dir: str | None):
+    def __init__(
+        self, predictor, class_names, thr, in_channels: int, overlay_dir: str | None,
+        gradcam: bool = False,
+    ):  # fmt: skip
         self.predictor, self.names, self.thr = predictor, list(class_names), thr
+        self.gradcam = gradcam
         self.in_channels, self.overlay_dir = in_channels, overlay_dir
         self.errors: list[dict] = []
         self.stats = {"images": 0, "detections": 0, "errors": 0, "not_images": 0}
@@ -170,6 +175,8 @@ class _Run:
         )
         if self.overlay_dir:
             self._overlay(i, path, gray, boxes, scores, classes)
+        if self.overlay_dir and self.gradcam:
+            self._gradcam(i, path, img, boxes, scores, classes)
         self.stats["images"] += 1
         self.stats["detections"] += len(scores)
         self.stats["positive_images"] += bool(pos)
@@ -185,6 +192,20 @@ class _Run:
         write_bytes_atomic(os.path.join(self.overlay_dir, f"{i:05d}_{stem}.png"), buf.tobytes())
 
 
+    def _gradcam(self, i, path, img, boxes, scores, classes) -> None:
+        """Grad-CAM of the boxes at their operating points, one heat map per image."""
+        import cv2
+
+        keep = positive_findings(scores, self.thr[classes]) if len(classes) else []
+        keep = np.asarray(keep, bool)
+        cam = image_detection_cam(self.predictor, img, boxes[keep], classes[keep])
+        rgb = overlay(img[:, :, 0], cam)
+        ok, buf = cv2.imencode(".png", rgb[:, :, ::-1])
+        stem = os.path.splitext(os.path.basename(path))[0]
+        path = os.path.join(self.overlay_dir, f"{i:05d}_{stem}_gradcam.png")
+        write_bytes_atomic(path, buf.tobytes())
+
+
 def predict_files(
     predictor,
     inputs: Sequence[str],
@@ -194,6 +215,7 @@ def predict_files(
     cm_threshold: float = 0.3,
     in_channels: int = 3,
     overlays: bool = True,
+    gradcam: bool = False,
 ) -> dict:
     """Predict every image of ``inputs`` and stream the output files (module docstring).
 
@@ -206,6 +228,8 @@ def predict_files(
         thresholds: class name -> operating point (thresholds.json); others use cm_threshold.
         in_channels: channels the model expects; the gray image is repeated to fill them.
         overlays: write overlay PNGs.
+        gradcam: also write ``<name>_gradcam.png`` overlays: the Grad-CAM of each positive box
+            (:func:`cxr.modeling.gradcam.image_detection_cam`; PyTorch RetinaNet-family models).
 
     Returns:
         ``{"images", "detections", "errors", "not_images", "positive_images"}`` counts;
@@ -218,7 +242,7 @@ def predict_files(
     ov_dir = os.path.join(output_dir, "overlays") if overlays else None
     if ov_dir:
         os.makedirs(ov_dir, exist_ok=True)
-    run = _Run(predictor, class_names, thr, in_channels, ov_dir)
+    run = _Run(predictor, class_names, thr, in_channels, ov_dir, gradcam)
 
     with contextlib.ExitStack() as stack:
         preds, finds = (

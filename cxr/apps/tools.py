@@ -194,6 +194,7 @@ def run_predict(args) -> dict:
         kw["cm_threshold"],
         len(cfg.MODEL.PIXEL_MEAN),
         not args.no_overlays,
+        getattr(args, "gradcam", False),
     )
     return stats
 

@@ -114,3 +114,27 @@ def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.4) -> np.ndarra
     rgb = image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)
     heat = cv2.applyColorMap(np.uint8(np.clip(cam, 0, 1) * 255), cv2.COLORMAP_JET)[:, :, ::-1]
     return np.uint8(np.clip((1 - alpha) * rgb + alpha * heat, 0, 255))
+
+
+def image_detection_cam(predictor, image: np.ndarray, boxes: np.ndarray, classes) -> np.ndarray:
+    """The per-box Grad-CAMs of one image's detections, combined by maximum, at the image size.
+
+    Args:
+        predictor: a detectron2 ``DefaultPredictor``-like object (``model``, ``aug``,
+            ``input_format``) whose model is a RetinaNet-family detector.
+        image: (H, W, C) uint8, as given to the predictor.
+        boxes: (n, 4) detections XYXY_ABS in ``image`` pixels; classes: (n,) class indices.
+
+    Returns:
+        (H, W) float map in [0, 1] (zeros when there is no box).
+    """
+    h, w = image.shape[:2]
+    if len(boxes) == 0:
+        return np.zeros((h, w), np.float32)
+    img = image[:, :, ::-1] if predictor.input_format == "RGB" else image
+    resized = predictor.aug.get_transform(img).apply_image(img)
+    inputs = {"image": torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1)))}
+    sy, sx = resized.shape[0] / h, resized.shape[1] / w
+    scaled = np.asarray(boxes, np.float64) * [sx, sy, sx, sy]
+    cams = detection_box_cams(predictor.model, inputs, scaled, classes)
+    return cv2.resize(np.max(cams, 0), (w, h), interpolation=cv2.INTER_LINEAR)

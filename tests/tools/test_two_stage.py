@@ -95,3 +95,28 @@ def test_classifier_train_eval_and_detector_from_its_trunk(cls_set, tiny_dataset
     clf_state = torch.load(ckpt, weights_only=True)["model"]
     for k in ("stem.conv1.weight", "res5.0.conv1.weight"):  # trained at LR 0: still equal
         assert torch.equal(det_state[f"backbone.bottom_up.{k}"], clf_state[f"backbone.{k}"])
+
+
+def test_predict_writes_gradcam_overlays_of_positive_boxes(tmp_path):
+    from cxr.config import load_config
+    from cxr.engine import Trainer
+    from cxr.engine.checkpoint import CXRCheckpointer
+
+    from ..conftest import write_tiny_images
+
+    write_tiny_images(str(tmp_path / "in"), n=2)
+    cfg_file = os.path.join(REPO, "configs/nih/retinanet_R_18_FPN.yaml")
+    opts = ["MODEL.DEVICE", "cpu", "MODEL.RETINANET.NUM_CLASSES", "2", "INPUT.MIN_SIZE_TEST", "96",
+            "INPUT.MAX_SIZE_TEST", "96"]  # fmt: skip
+    torch.manual_seed(0)
+    CXRCheckpointer(Trainer.build_model(load_config(cfg_file, opts)), str(tmp_path)).save("m")
+    out = tmp_path / "pred"
+    load_tool("predict").main(["--config-file", cfg_file, "--checkpoint", str(tmp_path / "m.pth"),
+                               "--input", str(tmp_path / "in"), "--output", str(out),
+                               "--classes", "a,b", "--cm-threshold", "0", "--gradcam",
+                               *opts])  # fmt: skip
+    cams = sorted(f for f in os.listdir(out / "overlays") if f.endswith("_gradcam.png"))
+    assert len(cams) == 2
+    img = cv2.imread(str(out / "overlays" / cams[0]))
+    assert img.shape == (64, 64, 3)  # the input image's size (the model ran at 96 px)
+    assert img.std() > 0
