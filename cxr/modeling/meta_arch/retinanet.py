@@ -246,9 +246,11 @@ class CXRRetinaNet(RetinaNet):
     def losses(self, anchors, pred_logits, gt_labels, pred_anchor_deltas, gt_boxes):
         """detectron2's :meth:`RetinaNet.losses` with one focal alpha per class.
 
-        detectron2 computes the box loss, the EMA normalizer of positive anchors and its logging;
-        its focal loss takes one scalar alpha and offers no hook, so with per-class alphas only
-        the classification term is recomputed here (same targets, same normalizer).
+        detectron2 computes the box loss, the EMA normalizer of positive anchors and its logging.
+        Its focal loss takes one scalar alpha and offers no hook, and its TorchScript version
+        changes numerics once the JIT has profiled a few calls (so a resumed run would differ
+        from an uninterrupted one); the classification term is therefore recomputed here with
+        the same targets and normalizer.
 
         Args:
             anchors: per-level Boxes (XYXY_ABS).
@@ -259,18 +261,13 @@ class CXRRetinaNet(RetinaNet):
         Returns:
             dict with "loss_cls" and "loss_box_reg".
         """
-        alpha = self.focal_alpha
-        uniform = bool((alpha == alpha[0]).all())
-        self.focal_loss_alpha = float(alpha[0]) if uniform else -1.0
         losses = super().losses(anchors, pred_logits, gt_labels, pred_anchor_deltas, gt_boxes)
-        if uniform:
-            return losses
         labels = torch.stack(gt_labels)
         valid = labels >= 0
         logits = cat(pred_logits, dim=1)[valid]
         target = F.one_hot(labels[valid], self.num_classes + 1)[:, :-1].to(logits.dtype)
         loss_cls = sigmoid_focal_loss(
-            logits, target, alpha.to(logits.dtype), self.focal_loss_gamma, "sum"
+            logits, target, self.focal_alpha.to(logits.dtype), self.focal_loss_gamma, "sum"
         )
         losses["loss_cls"] = loss_cls / self.loss_normalizer
         return losses
