@@ -184,7 +184,8 @@ def decode_dense_predictions(
 
 
 def _nms(boxes: np.ndarray, scores: np.ndarray, iou_thresh: float) -> np.ndarray:
-    """Greedy NMS (torchvision's rule: drop boxes with IoU > thresh); indices by score."""
+    """Greedy NMS (torchvision's rule: drop boxes with IoU > thresh, so two empty boxes, IoU
+    0 / 0, both stay); indices by score."""
     order = np.argsort(-scores, kind="stable")
     x1, y1, x2, y2 = boxes.T
     areas = (x2 - x1) * (y2 - y1)
@@ -196,8 +197,9 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, iou_thresh: float) -> np.ndarray
         iw = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
         ih = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
         inter = iw * ih
-        iou = inter / (areas[i] + areas[rest] - inter)
-        order = rest[iou <= iou_thresh]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            iou = inter / (areas[i] + areas[rest] - inter)
+        order = rest[~(iou > iou_thresh)]
     return np.asarray(keep, np.int64)
 
 

@@ -69,6 +69,10 @@ def test_batched_nms_equals_torchvision():
     ref = batched_nms(torch.from_numpy(boxes), torch.from_numpy(scores),
                       torch.from_numpy(classes), 0.5).numpy()  # fmt: skip
     np.testing.assert_array_equal(rt.batched_nms(boxes, scores, classes, 0.5), ref)
+    boxes[:3] = [5, 5, 5, 9]  # empty boxes (IoU 0 / 0) are not suppressed by each other
+    ref = batched_nms(torch.from_numpy(boxes), torch.from_numpy(scores),
+                      torch.from_numpy(classes), 0.5).numpy()  # fmt: skip
+    np.testing.assert_array_equal(rt.batched_nms(boxes, scores, classes, 0.5), ref)
 
 
 def test_runtime_imports_neither_torch_nor_detectron2():
