@@ -11,6 +11,7 @@ from .synthetic import SMALL_OPTS, synthetic_batch
 
 def _model(channels_last: bool):
     opts = SMALL_OPTS + ["MODEL.RETINANET.CHANNELS_LAST", str(channels_last)]
+    opts += ["MODEL.BACKBONE.FREEZE_AT", "0"]  # every parameter gets a gradient to compare
     cfg = load_config("configs/phantom/retinanet_demo_finetune.yaml", opts + ["MODEL.WEIGHTS", ""])
     torch.manual_seed(0)
     return build_model(cfg)
