@@ -174,19 +174,33 @@ def predict_dicom_end_to_end_d0(args: argparse.Namespace) -> list[dict]:
     )]  # fmt: skip
 
 
-def _cold_run(cmd: list[str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS MiB) of ``cmd`` as a fresh process."""
+# Runs a script as __main__ and reports its peak RSS (VmHWM of its own memory map, Linux) on
+# exit. The rusage of a child counts the RSS its parent had at fork time (this benchmark holds
+# models), VmHWM only what the script itself used.
+_PEAK_WRAPPER = """import atexit, runpy, sys
+def _peak():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            sys.stderr.write("PEAK_RSS_KIB " + line.split()[1] + "\\n")
+atexit.register(_peak)
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def _cold_run(script_and_args: list[str]) -> tuple[float, float]:
+    """(wall seconds, peak RSS MiB) of ``python script args...`` as a fresh process."""
     env = dict(os.environ, PYTHONPATH=REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = [sys.executable, "-c", _PEAK_WRAPPER, *script_and_args]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)  # fmt: skip
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)  # fmt: skip
     wall = time.perf_counter() - t0
-    err = proc.stderr.read().decode(errors="replace")
-    proc.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{err[-2000:]}")
-    return wall, usage.ru_maxrss / 1024
+    peaks = [int(line.split()[1]) for line in proc.stderr.splitlines()
+             if line.startswith("PEAK_RSS_KIB ")]  # fmt: skip
+    if proc.returncode != 0 or not peaks:
+        raise RuntimeError(f"{' '.join(script_and_args)} failed:\n{proc.stderr[-2000:]}")
+    return wall, peaks[-1] / 1024
 
 
 @BENCHMARK_REGISTRY.register()
@@ -199,8 +213,8 @@ def predict_cold_onnxruntime_d0(args: argparse.Namespace) -> list[dict]:
         _, det = _export_d0(os.path.join(tmp, "export"), size, 0)
         ckpt = os.path.join(tmp, "d0.pth")
         torch.save({"model": build_ours(D0_CONFIG, size, "cpu", False).state_dict()}, ckpt)
-        base = [sys.executable, os.path.join(REPO_ROOT, "tools", "predict.py"), "--config-file",
-                D0_CONFIG, "--input", dicom]  # fmt: skip
+        base = [os.path.join(REPO_ROOT, "tools", "predict.py"), "--config-file", D0_CONFIG,
+                "--input", dicom]  # fmt: skip
         sizes = ["INPUT.MIN_SIZE_TEST", str(size), "INPUT.MAX_SIZE_TEST", str(size)]
         runs: dict[str, list[tuple[float, float]]] = {"ours": [], "peer": []}
         for r in range(max(1, args.repeats)):
