@@ -3,8 +3,17 @@ from detectron2.config import CfgNode as CN
 
 
 def add_modeling_config(cfg) -> None:
-    """Add the :mod:`cxr.modeling` keys to ``cfg`` in place."""
-    # --- Any timm trunk (build_timm_fpn_backbone, build_timm_bifpn_backbone) ---
+    """Add the :mod:`cxr.modeling` keys to ``cfg`` in place, one node at a time."""
+    _add_timm(cfg)
+    _add_efficientnet(cfg)
+    _add_bifpn(cfg)
+    _add_anchor_generator(cfg)
+    _add_retinanet(cfg)
+    _add_roi_box_head(cfg)
+
+
+def _add_timm(cfg) -> None:
+    """Any timm trunk (build_timm_fpn_backbone, build_timm_bifpn_backbone)."""
     cfg.MODEL.TIMM = CN()
     # timm model name, e.g. "densenet121", "resnet50", "convnext_tiny", "efficientnetv2_rw_t".
     # Under build_timm_bifpn_backbone, empty: MODEL.EFFICIENTNET.NAME or the BiFPN preset's trunk.
@@ -25,7 +34,9 @@ def add_modeling_config(cfg) -> None:
     # Trunk stages frozen (0: train all; 1: the stem; n: the stem + first n-1 feature stages).
     cfg.MODEL.TIMM.FREEZE_AT = 0
 
-    # --- EfficientNet trunk of the EfficientDet backbone (MODEL.TIMM keys win when set) ---
+
+def _add_efficientnet(cfg) -> None:
+    """EfficientNet trunk of the EfficientDet backbone (MODEL.TIMM keys win when set)."""
     cfg.MODEL.EFFICIENTNET = CN()
     # timm model name of the trunk, e.g. "efficientnet_b0", "efficientnet_lite0".
     # Empty: the trunk of MODEL.BIFPN.PRESET (D0 -> efficientnet_b0, Lite0 -> efficientnet_lite0).
@@ -37,7 +48,9 @@ def add_modeling_config(cfg) -> None:
     # Number of trunk stages frozen (0: train all; n: stem + first n-1 block stages frozen).
     cfg.MODEL.EFFICIENTNET.FREEZE_AT = 0
 
-    # --- BiFPN (ours): trunk strides 8/16/32 -> p3..p7 ---
+
+def _add_bifpn(cfg) -> None:
+    """BiFPN (ours): trunk strides 8/16/32 -> p3..p7."""
     cfg.MODEL.BIFPN = CN()
     # EfficientDet scaling preset: D0, D1, D2, D3, Lite0, Lite1, Lite2, Lite3 (case-insensitive),
     # and their TF_ twins (TF_D0, TF_Lite0, ...: tf_efficientnet trunk, PADDING "same"; the
@@ -70,7 +83,9 @@ def add_modeling_config(cfg) -> None:
     # lateral of c4/c5 (needed to load effdet weights). False: share the top-down laterals.
     cfg.MODEL.BIFPN.SEPARATE_LATERALS = True
 
-    # --- EfficientDetAnchorGenerator (MODEL.ANCHOR_GENERATOR.NAME) ---
+
+def _add_anchor_generator(cfg) -> None:
+    """EfficientDetAnchorGenerator (MODEL.ANCHOR_GENERATOR.NAME)."""
     # effdet's anchors: per level with stride s, for octave o < NUM_SCALES and each (w, h) pair
     # of WH_RATIOS, a box of width ANCHOR_SCALE * s * 2^(o / NUM_SCALES) * w (height likewise)
     # centred on the cell centre (MODEL.ANCHOR_GENERATOR.OFFSET 0.5). Anchor index: o * pairs + j.
@@ -80,7 +95,9 @@ def add_modeling_config(cfg) -> None:
     # (width, height) multipliers; EfficientDet's (1.4, 0.7) is its aspect ratio 2.
     cfg.MODEL.ANCHOR_GENERATOR.WH_RATIOS = [[1.0, 1.0], [1.4, 0.7], [0.7, 1.4]]
 
-    # --- CXRRetinaNet additions (detectron2's MODEL.RETINANET keys stay as they are) ---
+
+def _add_retinanet(cfg) -> None:
+    """CXRRetinaNet additions (detectron2's MODEL.RETINANET keys stay as they are)."""
     # Head built by name from cxr.modeling.RETINANET_HEAD_REGISTRY: "RetinaNetHead" (detectron2's,
     # full 3x3 convs, NUM_CONVS deep) or "EfficientDetHead" (separable convs, BN per level,
     # NUM_CONVS deep, shared weights across levels).
@@ -98,7 +115,9 @@ def add_modeling_config(cfg) -> None:
     # has its own MODEL.BIFPN.CHANNELS_LAST.
     cfg.MODEL.RETINANET.CHANNELS_LAST = False
 
-    # --- FocalROIHeads: sigmoid focal loss in the Fast R-CNN box predictor ---
+
+def _add_roi_box_head(cfg) -> None:
+    """FocalROIHeads: sigmoid focal loss in the Fast R-CNN box predictor."""
     # Focal gamma of the box classifier (0 = per-class sigmoid cross-entropy).
     cfg.MODEL.ROI_BOX_HEAD.FOCAL_GAMMA = 2.0
     # Scalar focal alpha of the box classifier (weight of positive targets; negatives weigh
