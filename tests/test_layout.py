@@ -1,4 +1,5 @@
-"""The import graph of the package points downward only (AST scan of every module of cxr/)."""
+"""Package layout rules, by AST scan of every module of cxr/: imports point downward only, and
+no function is longer than a reader can hold."""
 
 import ast
 import os
@@ -70,3 +71,30 @@ def test_scanner_sees_relative_and_nested_imports(tmp_path):
     )
     found = {a for a, _ in _imported_areas(str(probe), ["cxr", "evaluation"])}
     assert found == {"engine", "apps", "evaluation"}
+
+
+#: longest function body allowed in cxr/, in lines (def line to last line)
+MAX_FUNCTION_LINES = 80
+
+
+def _long_functions(path: str) -> list[str]:
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
+    return [
+        f"{os.path.relpath(path, ROOT)}:{n.lineno} {n.name} ({n.end_lineno - n.lineno + 1} lines)"
+        for n in ast.walk(tree)
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and n.end_lineno - n.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+
+
+def test_no_function_over_80_lines():
+    long = [hit for root, _, files in os.walk(ROOT) for f in sorted(files) if f.endswith(".py")
+            for hit in _long_functions(os.path.join(root, f))]  # fmt: skip
+    assert not long, "functions over 80 lines:\n" + "\n".join(long)
+
+
+def test_long_function_scanner_counts_lines(tmp_path):
+    path = tmp_path / "m.py"
+    path.write_text("def f():\n" + "    x = 1\n" * 80 + "\n\ndef g():\n    return 2\n")
+    assert [h.split()[1] for h in _long_functions(str(path))] == ["f"]

@@ -134,6 +134,30 @@ def _macro(per: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: _nanmean_rows(per[k], valid) for k in SUMMARY_KEYS}
 
 
+def _bootstrap_ci(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    thr: np.ndarray,
+    class_names: Sequence[str],
+    bootstrap: int,
+    seed: int,
+    patient_ids: Sequence | None,
+) -> dict[str, list[float]]:
+    """Percentile 95% CIs of the per-class, macro and micro metrics over ``bootstrap`` seeded
+    resamples of patients (images when ``patient_ids`` is None)."""
+    units = patient_ids if patient_ids is not None else np.arange(len(scores))
+    W = M.bootstrap_weights(units, bootstrap, seed)
+    bper = _per_class(scores, labels, thr, W)
+    ci = {}
+    for c, n in enumerate(class_names):
+        for k in CI_KEYS:
+            ci[f"per_class.{n}.{k}"] = M.percentile_ci(bper[k][:, c]).tolist()
+    for g, d in (("macro", _macro(bper)), ("micro", _micro(scores, labels, W))):
+        for k, v in d.items():
+            ci[f"{g}.{k}"] = M.percentile_ci(v).tolist()
+    return ci
+
+
 def compute_classification_metrics(
     scores: np.ndarray,
     labels: np.ndarray,
@@ -186,20 +210,9 @@ def compute_classification_metrics(
         "num_images": int(N),
         "ci95": {},
     }  # fmt: skip
-    unit = "image"
+    unit = "patient" if bootstrap > 0 and patient_ids is not None else "image"
     if bootstrap > 0:
-        unit = "patient" if patient_ids is not None else "image"
-        W = M.bootstrap_weights(
-            patient_ids if patient_ids is not None else np.arange(N), bootstrap, seed
-        )
-        bper = _per_class(scores, labels, thr, W)
-        groups = [("macro", _macro(bper)), ("micro", _micro(scores, labels, W))]
-        for c, n in enumerate(class_names):
-            for k in CI_KEYS:
-                out["ci95"][f"per_class.{n}.{k}"] = M.percentile_ci(bper[k][:, c]).tolist()
-        for g, d in groups:
-            for k, v in d.items():
-                out["ci95"][f"{g}.{k}"] = M.percentile_ci(v).tolist()
+        out["ci95"] = _bootstrap_ci(scores, labels, thr, class_names, bootstrap, seed, patient_ids)
     selected, meta = select_thresholds(scores, labels, class_names, operating_point,
                                        target_sensitivity, cm_threshold)  # fmt: skip
     out["settings"] = {
