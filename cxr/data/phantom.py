@@ -321,7 +321,7 @@ def render_phantom(
 # ----------------------------------------------------------------------------- dataset
 
 
-def _sha256(path: str) -> str:
+def sha256_file(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -329,13 +329,13 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def _raw_first_line(path: str) -> str:
+def raw_first_line(path: str) -> str:
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "rt", newline="") as f:
         return f.readline().rstrip("\r\n")
 
 
-def _render_job(job: tuple) -> None:
+def render_job(job: tuple) -> None:
     """Worker: render and atomically write one image (``(path, index, seed, size, boxes)``)."""
     path, index, seed, size, boxes = job
     rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
@@ -346,7 +346,7 @@ def _render_job(job: tuple) -> None:
     write_bytes_atomic(path, buf.tobytes())
 
 
-def _read_boxes(bbox_csv: str) -> pd.DataFrame:
+def read_boxes(bbox_csv: str) -> pd.DataFrame:
     raw = pd.read_csv(bbox_csv, dtype=str, keep_default_na=False)
     if raw.shape[1] < 6:
         raise ValueError(
@@ -414,10 +414,10 @@ def _select_negatives(
     return sorted(rng.choice(cand_names, size=num_negatives, replace=False).tolist())
 
 
-def _render_jobs(
+def render_jobs(
     images: list[str], boxes: pd.DataFrame, img_dir: str, seed: int, size: int
 ) -> list[tuple]:
-    """One ``_render_job`` argument per image: its boxes scaled from 1024 px to ``size``
+    """One ``render_job`` argument per image: its boxes scaled from 1024 px to ``size``
     (``(label, x0, y0, x1, y1)``, XYXY_ABS) and its index in ``images`` (its seed)."""
     scale = size / NIH_SIZE
     by_image = {k: g for k, g in boxes.groupby("image", sort=False)}
@@ -432,27 +432,28 @@ def _render_jobs(
     return jobs
 
 
-def _render_all(jobs: list[tuple], workers: int) -> None:
-    """Render ``jobs`` in ``workers`` processes (1: in this one), with a progress bar on a tty."""
-    progress = tqdm(total=len(jobs), desc="phantom images", unit="img", disable=None)
+def render_all(jobs: list[tuple], workers: int, desc: str = "phantom images") -> None:
+    """Render ``jobs`` (:func:`render_job` arguments) in ``workers`` processes (1: in this one),
+    with a progress bar labelled ``desc`` on a tty."""
+    progress = tqdm(total=len(jobs), desc=desc, unit="img", disable=None)
     with progress:
         if workers <= 1:
             for job in jobs:
-                _render_job(job)
+                render_job(job)
                 progress.update()
             return
         # Fresh (spawned) workers: a forked child that touches OpenCV's thread pool after the
         # parent started it can deadlock.
         ctx = get_context("spawn")
         with ctx.Pool(workers, initializer=cv2.setNumThreads, initargs=(1,)) as pool:
-            for _ in pool.imap_unordered(_render_job, jobs, chunksize=16):
+            for _ in pool.imap_unordered(render_job, jobs, chunksize=16):
                 progress.update()
 
 
 def _write_bbox_csv(path: str, boxes: pd.DataFrame, source: str, size: int) -> None:
     """The box list with ``x, y, w, h`` scaled to ``size``; header copied from ``source``."""
     scale = size / NIH_SIZE
-    lines = [_raw_first_line(source)]
+    lines = [raw_first_line(source)]
     lines += [
         f"{r.image},{r.label},{r.x * scale:.6f},{r.y * scale:.6f},{r.w * scale:.6f},"
         f"{r.h * scale:.6f}"
@@ -473,7 +474,7 @@ def _write_data_entry(path: str, entry: pd.DataFrame, images: list[str], source:
     rows.iloc[:, 9] = [f"{v:.6f}" for v in sx * ow / size]
     rows.iloc[:, 10] = [f"{v:.6f}" for v in sy * oh / size]
     body = rows.to_csv(header=False, index=False, lineterminator="\n")
-    write_text_atomic(path, _raw_first_line(source) + "\n" + body)
+    write_text_atomic(path, raw_first_line(source) + "\n" + body)
 
 
 def generate_phantom_dataset(
@@ -517,14 +518,14 @@ def generate_phantom_dataset(
         raise ValueError(f"num_negatives must be >= 0, got {num_negatives}")
     img_dir = os.path.join(output_dir, "images")
     key = {"version": _VERSION, "size": int(size), "seed": int(seed),
-           "num_negatives": int(num_negatives), "bbox_csv_sha256": _sha256(bbox_csv),
-           "data_entry_csv_sha256": _sha256(data_entry_csv)}  # fmt: skip
+           "num_negatives": int(num_negatives), "bbox_csv_sha256": sha256_file(bbox_csv),
+           "data_entry_csv_sha256": sha256_file(data_entry_csv)}  # fmt: skip
     old, up_to_date = _cached_manifest(output_dir, key, force)
     if up_to_date:
         logger.info("Phantom set in %s is up to date (manifest matches): skipped", output_dir)
         return {**old, "skipped": True, "seconds": time.perf_counter() - t0}
 
-    boxes = _read_boxes(bbox_csv)
+    boxes = read_boxes(bbox_csv)
     box_images = sorted(boxes["image"].unique())
     entry = _read_data_entry(data_entry_csv, box_images)
     negatives = _select_negatives(entry, box_images, num_negatives, seed, data_entry_csv)
@@ -532,7 +533,7 @@ def generate_phantom_dataset(
     os.makedirs(img_dir, exist_ok=True)
     if old is not None:  # stale previous render: drop the manifest first, extra images after
         os.remove(os.path.join(output_dir, MANIFEST))
-    _render_all(_render_jobs(all_images, boxes, img_dir, seed, size), workers)
+    render_all(render_jobs(all_images, boxes, img_dir, seed, size), workers)
     keep = set(all_images)
     for fname in os.listdir(img_dir):
         if fname not in keep:

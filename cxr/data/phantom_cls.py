@@ -22,16 +22,13 @@ import json
 import logging
 import os
 import time
-from multiprocessing import get_context
 
-import cv2
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from ..fileio import write_text_atomic
 from .datasets.nih_cls import PHANTOM_FINDINGS
-from .phantom import NIH_SIZE, _raw_first_line, _read_boxes, _render_job, _sha256
+from .phantom import NIH_SIZE, raw_first_line, read_boxes, render_all, sha256_file
 
 __all__ = ["CLS_MANIFEST", "generate_phantom_classification", "lesion_boxes"]
 
@@ -51,7 +48,7 @@ def lesion_boxes(
 
     Args:
         findings: Data_Entry finding names, each drawable (see :data:`PHANTOM_FINDINGS`).
-        boxes: the box list (:func:`cxr.data.phantom._read_boxes`: ``label, x, y, w, h`` in
+        boxes: the box list (:func:`cxr.data.phantom.read_boxes`: ``label, x, y, w, h`` in
             1024 px frames).
         size: output image side, pixels.
 
@@ -85,19 +82,6 @@ def _drawable(labels: str) -> list[str]:
     return [f for f in labels.split("|") if f in PHANTOM_FINDINGS]
 
 
-def _render(jobs: list[tuple], workers: int) -> None:
-    with tqdm(total=len(jobs), desc="phantom cls images", unit="img", disable=None) as bar:
-        if workers <= 1:
-            for job in jobs:
-                _render_job(job)
-                bar.update()
-            return
-        # spawned (not forked) workers: OpenCV's thread pool in a forked child can deadlock
-        with get_context("spawn").Pool(workers, cv2.setNumThreads, (1,)) as pool:
-            for _ in pool.imap_unordered(_render_job, jobs, chunksize=32):
-                bar.update()
-
-
 def generate_phantom_classification(
     output_dir: str,
     bbox_csv: str,
@@ -126,8 +110,8 @@ def generate_phantom_classification(
     if size < 32 or num_images < 1:
         raise ValueError(f"need size >= 32 and num_images >= 1, got {size}, {num_images}")
     key = {"version": _VERSION, "size": int(size), "seed": int(seed),
-           "num_images": int(num_images), "bbox_csv_sha256": _sha256(bbox_csv),
-           "data_entry_csv_sha256": _sha256(data_entry_csv)}  # fmt: skip
+           "num_images": int(num_images), "bbox_csv_sha256": sha256_file(bbox_csv),
+           "data_entry_csv_sha256": sha256_file(data_entry_csv)}  # fmt: skip
     img_dir = os.path.join(output_dir, "images")
     manifest_path = os.path.join(output_dir, CLS_MANIFEST)
     if not force and os.path.isfile(manifest_path):
@@ -136,7 +120,7 @@ def generate_phantom_classification(
         if {k: old.get(k) for k in key} == key and os.path.isdir(img_dir):
             if len(os.listdir(img_dir)) >= num_images:
                 return {**old, "skipped": True, "seconds": time.perf_counter() - t0}
-    boxes = _read_boxes(bbox_csv)
+    boxes = read_boxes(bbox_csv)
     entry = pd.read_csv(data_entry_csv, dtype=str, keep_default_na=False)
     if entry.shape[1] < 11:
         raise ValueError(f"{data_entry_csv}: expected 11 columns, got {entry.shape[1]}")
@@ -150,7 +134,7 @@ def generate_phantom_classification(
     os.makedirs(img_dir, exist_ok=True)
     if os.path.isfile(manifest_path):
         os.remove(manifest_path)  # stale: the manifest goes first, extra images after
-    _render(jobs, workers)
+    render_all(jobs, workers, desc="phantom cls images")
     keep = set(rows.iloc[:, 0])
     for fname in os.listdir(img_dir):
         if fname not in keep:
@@ -163,7 +147,7 @@ def generate_phantom_classification(
     body = rows.to_csv(header=False, index=False, lineterminator="\n")
     write_text_atomic(
         os.path.join(output_dir, "Data_Entry_2017_v2020.csv"),
-        _raw_first_line(data_entry_csv) + "\n" + body,
+        raw_first_line(data_entry_csv) + "\n" + body,
     )
     counts = {c: sum(c in f for f in findings) for c in PHANTOM_FINDINGS}
     manifest = {**key, "positives": counts, "no_finding": sum(not f for f in findings)}

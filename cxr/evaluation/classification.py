@@ -46,9 +46,9 @@ from . import metrics as M
 from .build import EVALUATOR_REGISTRY
 from .config import eval_kwargs_from_cfg
 
-from .medical import _nanmean_rows
+from .medical import nanmean_rows
 from .operating_points import load_thresholds, save_thresholds, select_thresholds
-from .report import _new_figure, _save
+from .report import new_figure, save_figure
 
 __all__ = [
     "ClassificationResult",
@@ -131,7 +131,7 @@ def _micro(scores, labels, W) -> dict[str, np.ndarray]:
 
 def _macro(per: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     valid = (per["tp"] + per["fn"] > 0) & (per["tn"] + per["fp"] > 0)
-    return {k: _nanmean_rows(per[k], valid) for k in SUMMARY_KEYS}
+    return {k: nanmean_rows(per[k], valid) for k in SUMMARY_KEYS}
 
 
 def _bootstrap_ci(
@@ -272,7 +272,7 @@ def write_roc_curves(res: ClassificationResult, class_names: Sequence[str], path
     """Per-class ROC curves (sensitivity vs 1 - specificity) with AUROC in the legend."""
     from sklearn.metrics import roc_curve
 
-    fig = _new_figure()
+    fig = new_figure()
     ax = fig.add_subplot(111)
     for c, n in enumerate(class_names):
         y = res.labels[:, c]
@@ -284,7 +284,7 @@ def write_roc_curves(res: ClassificationResult, class_names: Sequence[str], path
     ax.set_xlabel("1 - specificity")
     ax.set_ylabel("sensitivity")
     ax.legend(fontsize=7, loc="lower right")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def write_tsne(
@@ -298,7 +298,7 @@ def write_tsne(
     pts = TSNE(2, perplexity=float(min(30, max(2, (n - 1) / 3))), init="pca",
                random_state=seed).fit_transform(np.asarray(embeddings, np.float32))  # fmt: skip
     freq = labels.sum(0)
-    fig = _new_figure(6.4, 6.4)
+    fig = new_figure(6.4, 6.4)
     ax = fig.add_subplot(111)
     colour = np.full(n, -1)
     for i in range(n):
@@ -313,7 +313,7 @@ def write_tsne(
     ax.legend(fontsize=7, markerscale=2)
     ax.set_xticks([])
     ax.set_yticks([])
-    _save(fig, path)
+    save_figure(fig, path)
     return pts
 
 

@@ -55,7 +55,7 @@ class MedicalResult:
     thresholds: np.ndarray
 
 
-def _nanmean_rows(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def nanmean_rows(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Mean over axis 1 of the entries where ``valid``; NaN where none is valid."""
     x = np.where(valid, x, 0.0)
     n = valid.sum(1)
@@ -84,7 +84,7 @@ def _image_level(scores, labels, thr, W, class_names):
     if class_names:
         has_pos = np.stack([per[n]["tp"] + per[n]["fn"] > 0 for n in class_names], 1)
         for k in MACRO_KEYS:
-            macro[k] = _nanmean_rows(np.stack([per[n][k] for n in class_names], 1), has_pos)
+            macro[k] = nanmean_rows(np.stack([per[n][k] for n in class_names], 1), has_pos)
     else:
         macro = {k: np.full(W.shape[0], np.nan) for k in MACRO_KEYS}
     return per, anyd, macro

@@ -131,7 +131,7 @@ def format_table(res: MedicalResult, class_names: Sequence[str]) -> str:
     return "\n".join([head, tabulate(table, headers=cols, tablefmt="github"), foot])
 
 
-def _new_figure(w=6.4, h=4.8):
+def new_figure(w=6.4, h=4.8):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -140,7 +140,7 @@ def _new_figure(w=6.4, h=4.8):
     return fig
 
 
-def _save(fig, path: str) -> None:
+def save_figure(fig, path: str) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight")
     write_bytes_atomic(path, buf.getvalue())
@@ -148,7 +148,7 @@ def _save(fig, path: str) -> None:
 
 def _pr_figure(res: MedicalResult, class_names: Sequence[str]):
     """Per-class precision-recall curves: COCO interpolated precision at IoU 0.5, all areas."""
-    fig = _new_figure()
+    fig = new_figure()
     ax = fig.add_subplot(111)
     prec = res.coco["precision"]
     for c, n in enumerate(class_names):
@@ -178,7 +178,7 @@ def render_pr_curves(res: MedicalResult, class_names: Sequence[str]) -> np.ndarr
 def _froc_figure(res: MedicalResult, class_names: Sequence[str]):
     """FROC: pooled (black) and per-class step curves, dots at the reported FP rates."""
     n_img = res.metrics["num_images"]
-    fig = _new_figure()
+    fig = new_figure()
     ax = fig.add_subplot(111)
     x, y = M.froc_curve(res.froc, n_img)
     cpm = res.metrics["froc"]["cpm"]
@@ -212,7 +212,7 @@ def _roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[list, list]:
 
 def _roc_figure(res: MedicalResult, class_names: Sequence[str]):
     """Image-level ROC per class and for "any finding" (classes without both labels skipped)."""
-    fig = _new_figure()
+    fig = new_figure()
     ax = fig.add_subplot(111)
     il = res.metrics["image_level"]
     curves = [
@@ -243,7 +243,7 @@ def _confusion_figure(res: MedicalResult, class_names: Sequence[str]):
     """Image-level TP / FP / TN / FN per class and "any finding", as an annotated heat map."""
     rows = per_class_rows(res, class_names)
     mat = np.array([[r[k] for k in ("tp", "fp", "tn", "fn")] for r in rows], float)
-    fig = _new_figure(6.4, 0.45 * len(rows) + 1.5)
+    fig = new_figure(6.4, 0.45 * len(rows) + 1.5)
     ax = fig.add_subplot(111)
     ax.imshow(mat / max(mat.max(), 1), cmap="Blues", aspect="auto", vmin=0, vmax=1.5)
     for i in range(mat.shape[0]):
@@ -270,7 +270,7 @@ def write_plots(res: MedicalResult, class_names: Sequence[str], out: str) -> lis
     paths = []
     for name, figure in FIGURES.items():
         paths.append(os.path.join(out, name))
-        _save(figure(res, class_names), paths[-1])
+        save_figure(figure(res, class_names), paths[-1])
     return paths
 
 

@@ -231,11 +231,11 @@ def test_progress_bar_only_on_a_terminal(small_nih, tmp_path, monkeypatch, capsy
     from cxr.data import phantom
 
     rendered = []
-    monkeypatch.setattr(phantom, "_render_job", rendered.append)
+    monkeypatch.setattr(phantom, "render_job", rendered.append)
     jobs = [("a.png",), ("b.png",), ("c.png",)]
-    phantom._render_all(jobs, workers=1)  # stderr captured by pytest: not a terminal
+    phantom.render_all(jobs, workers=1)  # stderr captured by pytest: not a terminal
     assert capsys.readouterr().err == "" and len(rendered) == 3
     tty = _Tty()
     monkeypatch.setattr("sys.stderr", tty)
-    phantom._render_all(jobs, workers=1)
+    phantom.render_all(jobs, workers=1)
     assert "phantom images" in tty.text and "3/3" in tty.text
