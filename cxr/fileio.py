@@ -1,4 +1,4 @@
-"""Atomic file writes: a temp file in the target's folder, flushed, fsync'ed, then renamed.
+"""Reading JSON with errors that name the file, and atomic file writes: a temp file in the target's folder, flushed, fsync'ed, then renamed.
 
 Readers (and a process restarted after a kill) see the old file or the new one, never half of
 one. Every file cxr writes goes through here: checkpoints, ``last_checkpoint``, reports,
@@ -21,6 +21,7 @@ __all__ = [
     "atomic_open",
     "atomic_write",
     "json_safe",
+    "read_json",
     "write_bytes_atomic",
     "write_csv_atomic",
     "write_json_atomic",
@@ -99,6 +100,22 @@ def write_csv_atomic(path: str, header: Sequence[str], rows: Iterable[Sequence])
         writer = csv.writer(f)
         writer.writerow(header)
         writer.writerows(rows)
+
+
+def read_json(path: str, what: str = "JSON") -> Any:
+    """The parsed content of the JSON file ``path``.
+
+    Raises:
+        FileNotFoundError naming ``what`` and the path; ValueError naming the path when the
+        content is not valid UTF-8 JSON.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} file not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
 
 
 def json_safe(obj: Any) -> Any:

@@ -71,3 +71,17 @@ def test_json_safe_gives_strict_json(tmp_path):
     }  # fmt: skip
     write_bytes_atomic(str(tmp_path / "x.json"), b"\x00")
     assert (tmp_path / "x.json").read_bytes() == b"\x00"
+
+
+def test_read_json_names_the_file_and_what_it_is(tmp_path):
+    from cxr.fileio import read_json
+
+    good = tmp_path / "t.json"
+    good.write_text('{"a": [1, 2]}', encoding="utf-8")
+    assert read_json(str(good)) == {"a": [1, 2]}
+    with pytest.raises(FileNotFoundError, match=r"thresholds file not found: .*missing\.json"):
+        read_json(str(tmp_path / "missing.json"), "thresholds")
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(b"{not json")
+    with pytest.raises(ValueError, match=r"bad\.json: not valid JSON"):
+        read_json(str(bad))

@@ -21,21 +21,11 @@ from detectron2.structures import BoxMode
 
 from ..evaluation.metrics import DetectionSet
 from ..evaluation.records import coco_category_ids, dataset_to_detection_set
-from ..fileio import write_text_atomic
+from ..fileio import read_json, write_text_atomic
 
 __all__ = ["dataset_to_coco", "export_coco", "load_coco_files"]
 
 logger = logging.getLogger(__name__)
-
-
-def _load_json(path: str, what: str):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{what} file not found: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
 
 
 def _box(v, path: str, where: str, positive: bool = False) -> list[float]:
@@ -213,12 +203,12 @@ def load_coco_files(
     Raises:
         ValueError naming the file, entry and field at fault.
     """
-    gt = _load_json(gt_json, "ground-truth")
+    gt = read_json(gt_json, "ground-truth")
     img_ids, cats, by_id = _gt_header(gt, gt_json)
     cat_index = {c["id"]: k for k, c in enumerate(cats)}
     names = [str(c.get("name", c["id"])) for c in cats]
     records = _gt_records(gt, gt_json, img_ids, by_id, cat_index)
-    res = _load_json(detections_json, "detections")
+    res = read_json(detections_json, "detections")
     if isinstance(res, dict) and isinstance(res.get("annotations"), list):
         res = res["annotations"]
     if not isinstance(res, list):
@@ -287,7 +277,7 @@ def coco_file_names(gt_json: str, image_ids: Sequence, image_root: str | None = 
     Returns:
         paths in the order of ``image_ids``.
     """
-    gt = _load_json(gt_json, "ground-truth")
+    gt = read_json(gt_json, "ground-truth")
     root = image_root if image_root else os.path.dirname(os.path.abspath(gt_json))
     names = {im["id"]: str(im.get("file_name") or "") for im in gt["images"]}
     return [os.path.join(root, names[i]) if names[i] else "" for i in image_ids]

@@ -2,7 +2,6 @@
 "score"}, ...]``, any model's) image by image with :func:`~cxr.ensemble.fusion.fuse_boxes`."""
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections import defaultdict
@@ -10,6 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..fileio import read_json
 from .fusion import fuse_boxes
 
 __all__ = ["fuse_coco_results", "image_sizes_from_gt", "read_coco_results"]
@@ -27,11 +27,7 @@ def read_coco_results(path: str) -> list[dict]:
     Raises:
         ValueError naming the file, the detection's index and the field at fault.
     """
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    data = read_json(path, "detections")
     if isinstance(data, dict) and "annotations" in data:
         data = data["annotations"]
     if not isinstance(data, list):
@@ -56,8 +52,7 @@ def read_coco_results(path: str) -> list[dict]:
 
 def image_sizes_from_gt(gt_json: str) -> dict:
     """image id -> (width, height) from a COCO ground-truth file's ``images``."""
-    with open(gt_json, encoding="utf-8") as f:
-        gt = json.load(f)
+    gt = read_json(gt_json, "ground-truth")
     return {im["id"]: (float(im["width"]), float(im["height"])) for im in gt.get("images", [])}
 
 

@@ -41,7 +41,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
-from ..fileio import json_safe, write_json_atomic, write_text_atomic
+from ..fileio import json_safe, read_json, write_json_atomic, write_text_atomic
 from . import metrics as M
 from .build import EVALUATOR_REGISTRY
 from .config import eval_kwargs_from_cfg
@@ -520,11 +520,7 @@ def evaluate_classification_files(
         ValueError naming the file and field when the file is not in that format or its classes
         differ from the dataset's.
     """
-    try:
-        with open(predictions_json, encoding="utf-8") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{predictions_json}: not valid JSON ({e})") from None
+    data = read_json(predictions_json, "classification predictions")
     if not isinstance(data, dict) or data.get("format") != PREDICTIONS_FORMAT:
         raise ValueError(f"{predictions_json}: field format must be {PREDICTIONS_FORMAT!r}")
     names = list(MetadataCatalog.get(dataset_name).thing_classes)

@@ -13,13 +13,12 @@ A detection / image score >= its class threshold counts as positive.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Callable, Sequence
 
 import numpy as np
 
-from ..fileio import write_json_atomic
+from ..fileio import read_json, write_json_atomic
 from ..registry import NamedRegistry
 
 __all__ = [
@@ -182,11 +181,7 @@ def load_thresholds(path: str) -> dict[str, float]:
     Raises:
         ValueError naming the file and field when the content is not in that format.
     """
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON: {e}") from None
+    data = read_json(path, "thresholds")
     if not isinstance(data, dict) or not isinstance(data.get("thresholds"), dict):
         raise ValueError(f"{path}: field 'thresholds' (class name -> number) is missing")
     if data.get("format", THRESHOLDS_FORMAT) != THRESHOLDS_FORMAT:
