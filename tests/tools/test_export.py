@@ -60,7 +60,8 @@ def _rows(folder):
 
 
 def test_predict_onnxruntime_equals_torch(exported, phantom_set, tmp_path):
-    common = ["--config-file", DEMO_CONFIG, "--input", phantom_set, "--no-overlays"]
+    common = ["--config-file", DEMO_CONFIG, "--input", phantom_set, "--no-overlays",
+              "--classes", ",".join(PHANTOM_CLASSES)]  # fmt: skip
     load_tool("predict").main(common + ["--checkpoint", DEMO_WEIGHTS, "--output",
                                         str(tmp_path / "t")])  # fmt: skip
     load_tool("predict").main(common + ["--checkpoint", exported["model"], "--backend",
@@ -89,4 +90,5 @@ def test_onnxruntime_backend_needs_an_onnx_file(tmp_path):
     with pytest.raises(ValueError, match="needs --checkpoint DIR/model.onnx"):
         load_tool("predict").main(["--config-file", DEMO_CONFIG, "--checkpoint", DEMO_WEIGHTS,
                                    "--backend", "onnxruntime", "--input", DEMO_WEIGHTS,
+                                   "--classes", ",".join(PHANTOM_CLASSES),
                                    "--output", str(tmp_path / "x")])  # fmt: skip
