@@ -74,7 +74,7 @@ def _run(cmd: str, cwd: str, env: dict) -> subprocess.CompletedProcess:
     return proc
 
 
-@pytest.mark.skipif(not os.path.isdir(PHANTOM), reason="phantom not rendered (make demo-data)")
+@pytest.mark.skipif(not os.path.isdir(PHANTOM), reason="phantom not rendered (make phantom)")
 def test_walkthrough_runs_as_written(tmp_path):
     from tests.data.dataformats import write_dicom
 
