@@ -4,11 +4,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import pickle
-
-import torch
 
 from ..modeling.backbone.timm_trunk import fetch_timm_state_dict, load_state_dict_file
+from ..torch_io import load_weights_only
 from .common import ConversionReport, write_checkpoint, write_config
 from .effdet import EFFDET_ARCHS, convert_effdet_state, effdet_config_body
 from .resnet import convert_torchvision_resnet
@@ -26,11 +24,7 @@ def _report(report: ConversionReport, output: str) -> None:
 
 def _effdet(args: argparse.Namespace) -> None:
     arch = EFFDET_ARCHS[args.arch]
-    try:
-        with open(args.input, "rb") as f:
-            state = torch.load(f, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:  # objects beyond tensors and containers
-        raise ValueError(f"{args.input}: not a plain effdet state dict file: {e}") from None
+    state = load_weights_only(args.input, error=ValueError)
     converted, report = convert_effdet_state(state, num_classes=args.num_classes)
     num_classes = converted["head.cls_score.1.weight"].shape[0] // (
         converted["head.bbox_pred.1.weight"].shape[0] // 4

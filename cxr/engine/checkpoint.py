@@ -27,6 +27,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.utils.file_io import PathManager
 
 from ..fileio import atomic_write, write_bytes_atomic
+from ..torch_io import load_weights_only
 
 __all__ = [
     "CXRCheckpointer",
@@ -177,15 +178,7 @@ class CXRCheckpointer(DetectionCheckpointer):
                 self.logger.warning("%s: not numpy-only; unpickled (--allow-pickle)", filename)
                 return super()._load_file(filename)
             return _as_detectron2_checkpoint(data, filename)
-        try:
-            with open(filename, "rb") as f:
-                loaded = torch.load(f, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise
-        except Exception as e:  # torch raises UnpicklingError/RuntimeError for unsafe content
-            raise UnsafeCheckpointError(
-                f"{filename}: cannot be loaded with torch.load(weights_only=True): {e}"
-            ) from None
+        loaded = load_weights_only(filename, error=UnsafeCheckpointError)
         if not isinstance(loaded, dict):
             raise UnsafeCheckpointError(f"{filename}: not a checkpoint dict")
         if "model" not in loaded:

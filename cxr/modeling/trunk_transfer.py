@@ -15,6 +15,7 @@ import logging
 import torch
 from torch import nn
 
+from ..torch_io import load_weights_only
 from .meta_arch.classifier import trunk_of
 
 __all__ = ["TrunkTransfer", "classifier_trunk_state", "load_classifier_trunk"]
@@ -47,13 +48,9 @@ def classifier_trunk_state(path: str, use_ema: bool = True) -> dict[str, torch.T
     if path.endswith(".pkl"):
         raise ValueError(f"{path}: MODEL.TRUNK_WEIGHTS must be a .pth classifier checkpoint")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = load_weights_only(path, error=ValueError)
     except FileNotFoundError:
         raise FileNotFoundError(f"MODEL.TRUNK_WEIGHTS: file not found: {path}") from None
-    except Exception as e:  # torch raises UnpicklingError / RuntimeError for unsafe content
-        raise ValueError(
-            f"{path}: cannot be loaded with torch.load(weights_only=True): {e}"
-        ) from None
     if not isinstance(ckpt, dict):
         raise ValueError(f"{path}: not a checkpoint dict")
     state = ckpt.get("model", ckpt)

@@ -30,6 +30,8 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, FPN, Backbone
 from detectron2.modeling.backbone.fpn import LastLevelP6P7
 
+from ...torch_io import load_weights_only
+
 __all__ = [
     "PretrainedWeightsUnavailable",
     "TimmBackbone",
@@ -56,15 +58,14 @@ def load_state_dict_file(path: str) -> dict[str, torch.Tensor]:
 
     Raises:
         FileNotFoundError: naming the file.
-        ValueError: the file holds no tensor dict.
+        ValueError: the file holds no tensor dict, or cannot be read without running code.
     """
     if path.endswith(".safetensors"):
         from safetensors.torch import load_file
 
         state = load_file(path)
     else:
-        with open(path, "rb") as f:
-            state = torch.load(f, map_location="cpu", weights_only=True)
+        state = load_weights_only(path, error=ValueError)
     for key in ("model", "state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -1,0 +1,46 @@
+import pytest
+import torch
+
+from cxr.torch_io import load_weights_only
+
+
+class _Payload:
+    """Pickles to a call of ``open(marker, "w")``: it runs only if unpickling runs code."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+class _CallerError(Exception):
+    pass
+
+
+def test_tensors_and_containers_round_trip(tmp_path):
+    saved = {"model": {"w": torch.arange(6.0).view(2, 3)}, "iteration": 7, "names": ["a", "b"]}
+    torch.save(saved, tmp_path / "ok.pth")
+    loaded = load_weights_only(str(tmp_path / "ok.pth"))
+    assert loaded["iteration"] == 7 and loaded["names"] == ["a", "b"]
+    assert torch.equal(loaded["model"]["w"], saved["model"]["w"])
+    assert loaded["model"]["w"].device.type == "cpu"
+
+
+def test_code_in_the_file_never_runs_and_the_caller_error_names_it(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    torch.save({"x": _Payload(marker)}, path)
+    with pytest.raises(_CallerError, match=r"evil\.pth: cannot be loaded with torch\.load"):
+        load_weights_only(str(path), error=_CallerError)
+    assert not marker.exists()
+
+
+def test_truncated_file_is_the_caller_error_and_a_missing_one_is_not_found(tmp_path):
+    path = tmp_path / "cut.pth"
+    torch.save({"w": torch.zeros(100)}, path)
+    path.write_bytes(path.read_bytes()[:50])
+    with pytest.raises(ValueError, match="cut.pth"):
+        load_weights_only(str(path))
+    with pytest.raises(FileNotFoundError):
+        load_weights_only(str(tmp_path / "missing.pth"), error=_CallerError)
