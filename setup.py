@@ -12,7 +12,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["cxr", "cxr.*"]),
+    packages=find_packages(include=["cxr", "cxr.*", "cxr_runtime", "cxr_runtime.*"]),
     install_requires=[
         "torch>=2.0",
         "torchvision",

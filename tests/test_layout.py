@@ -1,12 +1,15 @@
-"""Package layout rules, by AST scan of every module of cxr/: imports point downward only, and
-no function is longer than a reader can hold."""
+"""Package layout rules, by AST scan of every module of cxr/ and cxr_runtime/: imports point
+downward only, the runtime imports neither torch, detectron2 nor cxr, and no function is longer
+than a reader can hold."""
 
 import ast
 import os
+import sys
 
 import cxr
 
 ROOT = os.path.dirname(os.path.abspath(cxr.__file__))
+RUNTIME_ROOT = os.path.join(os.path.dirname(ROOT), "cxr_runtime")
 
 #: area -> areas it must never import
 FORBIDDEN = {
@@ -89,7 +92,8 @@ def _long_functions(path: str) -> list[str]:
 
 
 def test_no_function_over_80_lines():
-    long = [hit for root, _, files in os.walk(ROOT) for f in sorted(files) if f.endswith(".py")
+    long = [hit for top in (ROOT, RUNTIME_ROOT) for root, _, files in os.walk(top)
+            for f in sorted(files) if f.endswith(".py")
             for hit in _long_functions(os.path.join(root, f))]  # fmt: skip
     assert not long, "functions over 80 lines:\n" + "\n".join(long)
 
@@ -98,3 +102,46 @@ def test_long_function_scanner_counts_lines(tmp_path):
     path = tmp_path / "m.py"
     path.write_text("def f():\n" + "    x = 1\n" * 80 + "\n\ndef g():\n    return 2\n")
     assert [h.split()[1] for h in _long_functions(str(path))] == ["f"]
+
+
+#: what cxr_runtime may import besides the standard library and itself: the deployable runtime
+#: of exported models (no torch, no detectron2, no cxr)
+RUNTIME_ALLOWED = {"cxr_runtime", "numpy", "cv2", "PIL", "pydicom", "onnxruntime", "tqdm"}
+
+
+def _absolute_imports(path: str) -> set[tuple[str, int]]:
+    """``(top-level module, line)`` of every absolute import in the file, at any depth."""
+    found = set()
+    for node in ast.walk(ast.parse(open(path, encoding="utf-8").read(), path)):
+        if isinstance(node, ast.Import):
+            found |= {(a.name.split(".")[0], node.lineno) for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            found.add(((node.module or "").split(".")[0], node.lineno))
+    return found
+
+
+def _runtime_violations(top: str) -> list[str]:
+    allowed = RUNTIME_ALLOWED | set(sys.stdlib_module_names)
+    return [f"{os.path.relpath(os.path.join(root, f), top)}:{line} imports {mod}"
+            for root, _, files in os.walk(top) for f in sorted(files) if f.endswith(".py")
+            for mod, line in sorted(_absolute_imports(os.path.join(root, f)))
+            if mod not in allowed]  # fmt: skip
+
+
+def test_runtime_imports_only_its_dependencies():
+    assert os.path.isfile(os.path.join(RUNTIME_ROOT, "predict.py"))
+    bad = _runtime_violations(RUNTIME_ROOT)
+    assert not bad, "\n".join(bad)
+
+
+def test_runtime_scanner_flags_torch_detectron2_and_cxr(tmp_path):
+    (tmp_path / "m.py").write_text(
+        "import os, numpy\nfrom . import io\nfrom PIL import Image\n"
+        "def f():\n    import torch.nn\n    from detectron2.structures import Boxes\n"
+        "    from cxr.data import io\n"
+    )
+    assert sorted(b.split()[-1] for b in _runtime_violations(str(tmp_path))) == [
+        "cxr",
+        "detectron2",
+        "torch",
+    ]

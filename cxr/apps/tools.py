@@ -5,11 +5,11 @@ parsed arguments to results. Each sets up logging with :func:`cxr.engine.setup_l
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import logging
 import os
 
+from cxr_runtime.predict import add_backend_argument
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from ..config import get_cfg
@@ -32,17 +32,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-def add_backend_argument(parser: argparse.ArgumentParser) -> None:
-    """``--backend`` of tools/eval.py and tools/predict.py (inference backends by name)."""
-    parser.add_argument(
-        "--backend",
-        default="torch",
-        choices=("torch", "onnxruntime"),
-        help="torch (.pth, BatchNorm folded) or onnxruntime (--checkpoint DIR/model.onnx from "
-        "tools/export.py); docs/deploy.md",
-    )
 
 
 def register_nih_folder(image_folder: str, annotations: str, data_entry: str = "") -> str:
@@ -166,6 +155,18 @@ def run_eval(args) -> dict | MedicalResult:
     )
 
 
+def _check_exported_class_names(model, names: list[str], config_file: str) -> None:
+    """An exported model (``--backend onnxruntime``) stores its class names: the config's must
+    be the same list."""
+    stored = getattr(getattr(model, "detector", None), "class_names", None)
+    if stored is not None and list(stored) != list(names):
+        raise SystemExit(
+            f"the class names of {config_file} ({names}) differ from those stored in "
+            f"{model.detector.path} ({list(stored)}); leave out --config-file to use the "
+            "model's own, or pass --classes"
+        )
+
+
 def run_predict(args) -> dict:
     """``tools/predict.py``: predict every input image; returns :func:`predict_files`' counts.
 
@@ -185,6 +186,8 @@ def run_predict(args) -> dict:
         cfg, cm_threshold=args.cm_threshold, thresholds=args.thresholds or None
     )
     model = load_inference_model(cfg, args.checkpoint, backend=args.backend)[0]
+    if not args.classes:
+        _check_exported_class_names(model, names, args.config_file)
     stats = predict_files(
         XrayPredictor(cfg, model=model),
         args.input,

@@ -21,8 +21,8 @@ logger = logging.getLogger(__name__)
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
-#: Loggers every tool sets up: detectron2's two and cxr's own.
-LOGGER_NAMES = ("detectron2", "fvcore", "cxr")
+#: Loggers every tool sets up: detectron2's two, cxr's and its runtime's (cxr_runtime).
+LOGGER_NAMES = ("detectron2", "fvcore", "cxr", "cxr_runtime")
 
 
 class _PlainFileFormatter(logging.Formatter):
@@ -58,7 +58,7 @@ def setup_config(
 
 
 def setup_logging(output_dir: str | None = None, *, level: int = logging.INFO) -> None:
-    """Set up the ``detectron2``, ``fvcore`` and ``cxr`` loggers the way detectron2's
+    """Set up the ``detectron2``, ``fvcore``, ``cxr`` and ``cxr_runtime`` loggers as detectron2's
     ``default_setup`` does: console (main process) + ``<output_dir>/log.txt`` (``log.txt.rank<N>``
     on other ranks), timestamped, without ANSI colour codes in the files.
 
@@ -73,6 +73,7 @@ def setup_logging(output_dir: str | None = None, *, level: int = logging.INFO) -
     setup_logger(output_dir, distributed_rank=rank, name="fvcore")
     setup_logger(output_dir, distributed_rank=rank)
     setup_logger(output_dir, distributed_rank=rank, name="cxr")
+    setup_logger(output_dir, distributed_rank=rank, name="cxr_runtime")
     logging.getLogger("cxr").setLevel(level)
     for name in LOGGER_NAMES:
         for h in logging.getLogger(name).handlers:

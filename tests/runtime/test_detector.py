@@ -1,6 +1,7 @@
 """The numpy steps of the ONNX Runtime path against detectron2's / torchvision's own code."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -8,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from cxr.export import runtime as rt
+from cxr_runtime import detector as rt
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.mark.parametrize("hw", [(1024, 1024), (2500, 2048), (333, 517), (600, 200), (7, 3000)])
@@ -77,14 +80,12 @@ def test_batched_nms_equals_torchvision():
 
 def test_runtime_imports_neither_torch_nor_detectron2():
     code = (
-        "import importlib.util, sys;"
-        "spec = importlib.util.spec_from_file_location('rt', 'cxr/export/runtime.py');"
-        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m);"
+        "import sys; import cxr_runtime.detector as m;"
         "m.import_onnxruntime(); import PIL.Image;"
         "bad = [k for k in sys.modules if k.split('.')[0] in ('torch', 'detectron2')];"
         "assert not bad, bad"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
 def test_missing_metadata_is_named(tmp_path):

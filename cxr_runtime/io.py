@@ -1,0 +1,234 @@
+"""Reading chest radiographs: PNG / JPEG (8 or 16 bit, gray, RGB, RGBA) and DICOM.
+
+Every reader returns a 2-D ``uint8`` array (H x W, 0 = black). Any failure (missing, empty,
+truncated or undecodable file) raises :class:`ImageReadError`, whose message names the file.
+
+DICOM pixel data go through the modality LUT (rescale slope / intercept), then the VOI LUT or
+the first window center / width, then are scaled to 0-255; ``MONOCHROME1`` images (where high
+values are dark) are inverted so that bone is always bright. Data without a window (16-bit
+PNGs, DICOMs without VOI attributes) are scaled min-max.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+
+import cv2
+import numpy as np
+
+__all__ = ["ImageReadError", "has_dicom_preamble", "is_dicom", "read_xray", "read_xray_size"]
+
+logger = logging.getLogger(__name__)
+
+_DICOM_EXTS = (".dcm", ".dicom")
+_PNG_SIG = b"\x89PNG\r\n\x1a\n"
+
+
+class ImageReadError(OSError):
+    """An image file is missing, empty, truncated or cannot be decoded. ``file`` names it."""
+
+    def __init__(self, file: str, reason: str):
+        self.file = str(file)
+        self.reason = reason
+        super().__init__(f"cannot read image {self.file}: {reason}")
+
+
+def has_dicom_preamble(head: bytes) -> bool:
+    """True when ``head`` (a file's first bytes) holds the DICOM ``DICM`` magic at byte 128."""
+    return len(head) >= 132 and head[128:132] == b"DICM"
+
+
+def _has_image_signature(head: bytes) -> bool:
+    return head[:8] == _PNG_SIG or head[:2] == b"\xff\xd8"
+
+
+def is_dicom(path: str, head: bytes | None = None) -> bool:
+    """True when the file is DICOM: by content first (the ``DICM`` preamble, whatever the file
+    name, e.g. extensionless PACS exports), else by a ``.dcm`` / ``.dicom`` extension on a file
+    that is not a PNG / JPEG (DICOM files without a preamble exist).
+
+    Args:
+        path: the file (read for its first 132 bytes when ``head`` is None).
+        head: the file's first bytes, when already read.
+    """
+    if head is None:
+        try:
+            with open(path, "rb") as f:
+                head = f.read(132)
+        except OSError:
+            head = b""
+    if has_dicom_preamble(head):
+        return True
+    return str(path).lower().endswith(_DICOM_EXTS) and not _has_image_signature(head)
+
+
+def _read_bytes(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise ImageReadError(path, "file not found") from None
+    except OSError as e:
+        raise ImageReadError(path, f"{type(e).__name__}: {e}") from None
+    if not data:
+        raise ImageReadError(path, "file is empty")
+    return data
+
+
+def _scale_min_max(arr: np.ndarray) -> np.ndarray:
+    arr = arr.astype(np.float32, copy=False)
+    lo, hi = float(arr.min()), float(arr.max())
+    if hi <= lo:
+        return np.zeros(arr.shape, np.uint8)
+    return np.round((arr - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+
+
+def _to_gray_uint8(img: np.ndarray, path: str) -> np.ndarray:
+    if img.ndim == 3:
+        if img.shape[2] == 1:
+            img = img[:, :, 0]
+        elif img.shape[2] == 3:
+            img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+        elif img.shape[2] == 4:
+            img = cv2.cvtColor(img, cv2.COLOR_BGRA2GRAY)
+        else:
+            raise ImageReadError(path, f"unsupported channel count {img.shape[2]}")
+    if img.ndim != 2:
+        raise ImageReadError(path, f"unsupported image shape {img.shape}")
+    if img.dtype == np.uint8:
+        return img
+    return _scale_min_max(img)
+
+
+def _window(arr: np.ndarray, center: float, width: float) -> np.ndarray:
+    """DICOM PS3.3 C.11.2.1.2.1 linear windowing to 0-255."""
+    width = max(float(width), 1.0)
+    x = (arr.astype(np.float32) - (float(center) - 0.5)) / (width - 1.0 if width > 1 else 1.0) + 0.5
+    return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _first(value) -> float:
+    try:
+        return float(value[0])
+    except TypeError:
+        return float(value)
+
+
+def _read_dicom(path: str) -> np.ndarray:
+    import pydicom
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    try:
+        ds = pydicom.dcmread(path)
+        arr = ds.pixel_array
+    except Exception as e:  # pydicom raises many types for bad files
+        raise ImageReadError(path, f"not a readable DICOM ({type(e).__name__}: {e})") from None
+    if arr.ndim == 3 and ds.get("SamplesPerPixel", 1) == 1:
+        arr = arr[0]  # multi-frame: first frame
+    if arr.ndim != 2:
+        return _to_gray_uint8(arr, path)
+    arr = apply_modality_lut(arr, ds)
+    if "VOILUTSequence" in ds:
+        out = _scale_min_max(apply_voi_lut(arr, ds))
+    elif "WindowCenter" in ds and "WindowWidth" in ds:
+        out = _window(arr, _first(ds.WindowCenter), _first(ds.WindowWidth))
+    else:
+        out = _scale_min_max(arr)
+    if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+        out = 255 - out
+    return out
+
+
+def read_xray(path: str) -> np.ndarray:
+    """Read a radiograph as grayscale.
+
+    Args:
+        path: a PNG, JPEG (or anything OpenCV decodes) or DICOM (``.dcm``/``.dicom`` or ``DICM``
+            magic) file.
+
+    Returns:
+        H x W ``uint8`` array, bright = dense.
+
+    Raises:
+        ImageReadError: the file is missing, empty, truncated or undecodable.
+    """
+    path = os.fspath(path)
+    data = _read_bytes(path)
+    if is_dicom(path, data[:132]):
+        return _read_dicom(path)
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ImageReadError(path, "undecodable or truncated image data")
+    return _to_gray_uint8(img, path)
+
+
+def _png_size(head: bytes) -> tuple[int, int] | None:
+    if head[:8] == _PNG_SIG and head[12:16] == b"IHDR" and len(head) >= 24:
+        w, h = struct.unpack(">II", head[16:24])
+        return int(h), int(w)
+    return None
+
+
+def _jpeg_size(f) -> tuple[int, int] | None:
+    f.seek(2)
+    while True:
+        b = f.read(1)
+        while b and b != b"\xff":
+            b = f.read(1)
+        while b == b"\xff":
+            b = f.read(1)
+        if not b:
+            return None
+        marker = b[0]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            continue
+        seg = f.read(2)
+        if len(seg) < 2:
+            return None
+        length = struct.unpack(">H", seg)[0]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            sof = f.read(5)
+            if len(sof) < 5:
+                return None
+            h, w = struct.unpack(">HH", sof[1:5])
+            return int(h), int(w)
+        f.seek(length - 2, 1)
+
+
+def read_xray_size(path: str) -> tuple[int, int]:
+    """``(height, width)`` of an image from its header (PNG IHDR, JPEG SOF, DICOM Rows/Columns);
+    other formats are decoded in full.
+
+    Raises:
+        ImageReadError: missing, empty or unreadable header.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+            if not head:
+                raise ImageReadError(path, "file is empty")
+            if is_dicom(path, head):
+                import pydicom
+
+                try:
+                    ds = pydicom.dcmread(path, stop_before_pixels=True)
+                    return int(ds.Rows), int(ds.Columns)
+                except Exception as e:
+                    raise ImageReadError(
+                        path, f"no DICOM Rows/Columns ({type(e).__name__})"
+                    ) from None
+            size = _png_size(head)
+            if size is None and head[:2] == b"\xff\xd8":
+                size = _jpeg_size(f)
+            if size is not None:
+                return size
+    except FileNotFoundError:
+        raise ImageReadError(path, "file not found") from None
+    except ImageReadError:
+        raise
+    except OSError as e:
+        raise ImageReadError(path, f"{type(e).__name__}: {e}") from None
+    return tuple(read_xray(path).shape[:2])  # type: ignore[return-value]
