@@ -1,5 +1,6 @@
 """The NIH walkthrough of docs/training.md, every command as written, on phantom images laid
-out like the NIH release (DETECTRON2_DATASETS -> a folder with nih/ CSVs + images/)."""
+out like the NIH release (DETECTRON2_DATASETS -> a folder with nih/ CSVs + images/), rendered
+by the test itself: small films of a few patients, so that it runs on a fresh clone."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ import sys
 
 import pytest
 
+from cxr.data.phantom import generate_phantom_dataset
+
 from .util import REPO
 
-PHANTOM = os.path.join(REPO, "datasets", "phantom_nih")
+SHIPPED = os.path.join(REPO, "datasets", "nih")  # the real NIH annotation files
 DOC = os.path.join(REPO, "docs", "training.md")
 # A CPU-sized schedule appended to each model command as KEY VALUE overrides.
 SMALL = {
@@ -39,24 +42,28 @@ def walkthrough_commands() -> list[str]:
     return [" ".join(line.split()) for line in lines if line.startswith(".venv/bin/python")]
 
 
-def _nih_layout(root: str, n_patients: int = 24) -> None:
-    """nih/ with the phantom's CSVs cut to ``n_patients`` box patients (gzipped, as shipped)
-    and their images, box images and No Finding negatives, linked into nih/images/."""
-    nih = os.path.join(root, "nih")
-    os.makedirs(os.path.join(nih, "images"))
-    with open(os.path.join(PHANTOM, "BBox_List_2017.csv"), newline="") as f:
+def _nih_layout(root: str, scratch: str, n_patients=24, negatives=8, size=128) -> None:
+    """``root``/nih/ as the walkthrough expects it (gzipped CSVs + images/), rendered in
+    ``scratch``: phantom films of ``size`` px on the shipped boxes of the first ``n_patients``
+    box patients, plus ``negatives`` No Finding films of those patients."""
+    with gzip.open(os.path.join(SHIPPED, "BBox_List_2017.csv.gz"), "rt", newline="") as f:
         rows = list(csv.reader(f))
-    patients = sorted({r[0].split("_")[0] for r in rows[1:]})[:n_patients]
-    keep = set(patients)
-    box_rows = [rows[0]] + [r for r in rows[1:] if r[0].split("_")[0] in keep]
-    with open(os.path.join(PHANTOM, "Data_Entry_2017_v2020.csv"), newline="") as f:
-        entry = list(csv.reader(f))
-    entry_rows = [entry[0]] + [r for r in entry[1:] if r[0].split("_")[0] in keep]
-    for name, table in (("BBox_List_2017", box_rows), ("Data_Entry_2017_v2020", entry_rows)):
-        with gzip.open(os.path.join(nih, f"{name}.csv.gz"), "wt", newline="") as f:
-            csv.writer(f).writerows(table)
-    for r in entry_rows[1:]:
-        os.symlink(os.path.join(PHANTOM, "images", r[0]), os.path.join(nih, "images", r[0]))
+    keep = set(sorted({r[0].split("_")[0] for r in rows[1:]})[:n_patients])
+    cut = os.path.join(scratch, "BBox_List_cut.csv")
+    with open(cut, "w", newline="") as f:
+        csv.writer(f).writerows([rows[0]] + [r for r in rows[1:] if r[0].split("_")[0] in keep])
+    phantom = os.path.join(scratch, "phantom")
+    generate_phantom_dataset(
+        phantom, cut, os.path.join(SHIPPED, "Data_Entry_2017_v2020.csv.gz"),
+        size=size, num_negatives=negatives, workers=1,
+    )  # fmt: skip
+    nih = os.path.join(root, "nih")
+    os.makedirs(nih)
+    for name in ("BBox_List_2017", "Data_Entry_2017_v2020"):
+        with open(os.path.join(phantom, f"{name}.csv"), "rb") as src:
+            with gzip.open(os.path.join(nih, f"{name}.csv.gz"), "wb") as dst:
+                shutil.copyfileobj(src, dst)
+    os.rename(os.path.join(phantom, "images"), os.path.join(nih, "images"))
 
 
 def _run(cmd: str, cwd: str, env: dict) -> subprocess.CompletedProcess:
@@ -74,7 +81,6 @@ def _run(cmd: str, cwd: str, env: dict) -> subprocess.CompletedProcess:
     return proc
 
 
-@pytest.mark.skipif(not os.path.isdir(PHANTOM), reason="phantom not rendered (make phantom)")
 def test_walkthrough_runs_as_written(tmp_path):
     from tests.data.dataformats import write_dicom
 
@@ -87,7 +93,7 @@ def test_walkthrough_runs_as_written(tmp_path):
         "tools/predict.py",
     ]
     data = tmp_path / "data"
-    _nih_layout(str(data))
+    _nih_layout(str(data), str(tmp_path))
     work = tmp_path / "work"
     films = work / "films"
     films.mkdir(parents=True)
