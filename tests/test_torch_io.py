@@ -3,15 +3,7 @@ import torch
 
 from cxr.torch_io import load_weights_only
 
-
-class _Payload:
-    """Pickles to a call of ``open(marker, "w")``: it runs only if unpickling runs code."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (str(self.marker), "w"))
+from .payloads import OpenPayload
 
 
 class _CallerError(Exception):
@@ -30,7 +22,7 @@ def test_tensors_and_containers_round_trip(tmp_path):
 def test_code_in_the_file_never_runs_and_the_caller_error_names_it(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pth"
-    torch.save({"x": _Payload(marker)}, path)
+    torch.save({"x": OpenPayload(marker)}, path)
     with pytest.raises(_CallerError, match=r"evil\.pth: cannot be loaded with torch\.load"):
         load_weights_only(str(path), error=_CallerError)
     assert not marker.exists()

@@ -16,6 +16,13 @@ PREFIXES = tuple(layout.prefix for layout in LAYOUTS)
 NAMES = [f"{p}_{s}" for p in PREFIXES for s in ("train", "val", "test", "all")]
 
 
+def _unregister_builtin_names() -> None:
+    for n in NAMES:
+        if n in DatasetCatalog:
+            DatasetCatalog.remove(n)
+            MetadataCatalog.remove(n)
+
+
 @pytest.fixture
 def clean_catalog():
     """Unregister the builtin names for the test, then restore the import-time registration."""
@@ -25,15 +32,9 @@ def clean_catalog():
         for n in NAMES
         if n in DatasetCatalog
     }
-    for n in NAMES:
-        if n in DatasetCatalog:
-            DatasetCatalog.remove(n)
-            MetadataCatalog.remove(n)
+    _unregister_builtin_names()
     yield
-    for n in NAMES:
-        if n in DatasetCatalog:
-            DatasetCatalog.remove(n)
-            MetadataCatalog.remove(n)
+    _unregister_builtin_names()
     for n, (fn, meta) in saved.items():
         DatasetCatalog.register(n, fn)
         meta.pop("name", None)

@@ -13,6 +13,7 @@ import torch
 
 from cxr.engine.checkpoint import CXRCheckpointer, UnsafeCheckpointError, load_model_weights
 
+from ..payloads import OpenPayload
 from .helpers import REPO, TINY_CONFIG, tiny_opts
 
 
@@ -53,18 +54,14 @@ def test_pickle_checkpoints_refused_unless_allowed(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pkl"
 
-    class Payload:
-        def __reduce__(self):
-            return (open, (str(marker), "w"))
-
-    path.write_bytes(pickle.dumps({"model": {}, "x": Payload()}))
+    path.write_bytes(pickle.dumps({"model": {}, "x": OpenPayload(marker)}))
     with pytest.raises(UnsafeCheckpointError, match="evil.pkl.*refused.*allow-pickle"):
         load_model_weights(_model(), str(path))
     assert not marker.exists()
 
     # A .pth carrying arbitrary objects is refused by torch.load(weights_only=True).
     evil_pth = tmp_path / "evil.pth"
-    torch.save({"model": {}, "x": Payload()}, str(evil_pth))
+    torch.save({"model": {}, "x": OpenPayload(marker)}, str(evil_pth))
     with pytest.raises(UnsafeCheckpointError, match="evil.pth"):
         load_model_weights(_model(), str(evil_pth))
     assert not marker.exists()

@@ -21,6 +21,8 @@ from cxr.engine.checkpoint import (
 from detectron2.checkpoint.c2_model_loading import convert_c2_detectron_names
 from detectron2.modeling import build_model
 
+from ..payloads import EvalPayload, SystemPayload
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 R18 = os.path.join(REPO, "configs/phantom/retinanet_R_18_FPN.yaml")
 OPTS = ["MODEL.DEVICE", "cpu", "MODEL.RESNETS.NORM", "FrozenBN", "MODEL.FPN.NORM", ""]
@@ -109,23 +111,9 @@ def test_coco_retinanet_start_keeps_all_but_the_class_layer(tmp_path):
     torch.testing.assert_close(dst.head.cls_score.bias, torch.full((72,), -4.59511985013459))
 
 
-class _System:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
-class _Eval:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (eval, (f"open({str(self.marker)!r}, 'w')",))
-
-
-@pytest.mark.parametrize("payload, name", [(_System, "system"), (_Eval, "builtins.eval")])
+@pytest.mark.parametrize(
+    "payload, name", [(SystemPayload, "system"), (EvalPayload, "builtins.eval")]
+)
 def test_payload_refused_and_never_runs(tmp_path, payload, name):
     marker = tmp_path / "pwned"
     data = {"model": {"w": np.ones(3, np.float32), "x": payload(marker)}, "__author__": "x"}
