@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -36,3 +38,41 @@ def test_truncated_file_is_the_caller_error_and_a_missing_one_is_not_found(tmp_p
         load_weights_only(str(path))
     with pytest.raises(FileNotFoundError):
         load_weights_only(str(tmp_path / "missing.pth"), error=_CallerError)
+
+
+def _convert_effdet(path):
+    from tests.tools.util import load_tool
+
+    out = os.path.join(os.path.dirname(path), "out.pth")
+    load_tool("convert_weights").main(
+        ["effdet", "--arch", "efficientdet_d0", "--input", path, "--output", out]
+    )
+
+
+def _callers():
+    from cxr.engine.checkpoint import UnsafeCheckpointError, load_model_weights
+    from cxr.modeling.backbone.timm_trunk import load_state_dict_file
+    from cxr.modeling.trunk_transfer import classifier_trunk_state
+
+    return {
+        "checkpointer": (
+            lambda p: load_model_weights(torch.nn.Linear(2, 1), p),
+            UnsafeCheckpointError,
+        ),
+        "trunk transfer": (classifier_trunk_state, ValueError),
+        "timm weights": (load_state_dict_file, ValueError),
+        "effdet conversion": (_convert_effdet, ValueError),
+    }
+
+
+@pytest.mark.parametrize(
+    "caller", ["checkpointer", "trunk transfer", "timm weights", "effdet conversion"]
+)
+def test_every_weights_reader_refuses_code_with_its_own_error(tmp_path, caller):
+    read, error = _callers()[caller]
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    torch.save({"model": {"backbone.w": torch.zeros(1)}, "x": OpenPayload(marker)}, path)
+    with pytest.raises(error, match=r"evil\.pth: cannot be loaded with torch\.load"):
+        read(str(path))
+    assert not marker.exists()
