@@ -21,6 +21,10 @@ and operating-point metrics per finding with patient-bootstrap CIs, ROC and t-SN
     python tools/eval.py --dataset phantom_nih_cls_test --predictions DIR/predictions.json \
         --output DIR2                                        # rescore a predictions file
 
+``--gradcam N`` (checkpoints mode) adds DIR/gradcam/: the Grad-CAM overlays of the first N
+images (a classifier's top finding; a detector's top boxes at their operating points) and
+gradcam.csv naming what each explains.
+
 Both print a per-class table and write DIR/metrics.json, per_class.csv, predictions.json,
 thresholds.json, PNG plots, report.html (metrics, plots, galleries of false positives and missed
 lesions; opens offline), TensorBoard event files and log.txt. Logic: :mod:`cxr.apps`.
@@ -71,6 +75,14 @@ def parse_args(argv=None):
         type=int,
         default=None,
         help="report.html: false positives / missed lesions shown per class (default CXR.EVAL 8)",
+    )
+    p.add_argument(
+        "--gradcam",
+        type=int,
+        default=None,
+        metavar="N",
+        help="checkpoints mode: Grad-CAM PNGs of the first N images into OUTPUT/gradcam/ "
+        "(CXR.VIS.GRADCAM_IMAGES)",
     )
     p.add_argument("--image-root", default="", help="files mode: folder of the GT file_name images")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")

@@ -8,8 +8,9 @@ checkpoints.
   metric-vs-iteration table and TensorBoard curves and names the best.
 
 Every report folder is written by :func:`~cxr.evaluation.report.write_report` (files listed
-there). Outputs never overwrite inputs: :func:`check_output_dir` refuses an output folder that
-is an input file or contains one.
+there); with ``CXR.VIS.GRADCAM_IMAGES > 0`` a checkpoint's folder also gets ``gradcam/``
+(:func:`write_gradcam_images`). Outputs never overwrite inputs: :func:`check_output_dir`
+refuses an output folder that is an input file or contains one.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from ..evaluation.report import (
     write_pr_curves_tensorboard,
     write_report,
 )
-from ..fileio import write_json_atomic
+from ..fileio import write_bytes_atomic, write_json_atomic
 from .coco_json import coco_file_names, load_coco_files
 from .model import load_inference_model, weights_digest
 from .paths import check_output_dir, input_not_found
@@ -46,6 +47,7 @@ __all__ = [
     "evaluate_checkpoints",
     "evaluate_files",
     "find_checkpoints",
+    "write_gradcam_images",
 ]
 
 logger = logging.getLogger(__name__)
@@ -207,6 +209,47 @@ def _dataset_evaluator(cfg, dataset_name: str, report_dir: str, evaluator_kwargs
     return cls(**kw)
 
 
+def write_gradcam_images(cfg, model, dataset_name: str, out_dir: str, evaluator_kwargs=None):
+    """The Grad-CAM overlays of the first ``CXR.VIS.GRADCAM_IMAGES`` records of
+    ``dataset_name`` (:class:`~cxr.engine.gradcam_hook.GradCAMRenderer`) as
+    ``out_dir/<i>_<image name>.png``, plus ``out_dir/gradcam.csv`` (``png, file, explained``).
+
+    Detector boxes are chosen at the evaluation's operating points (``evaluator_kwargs``
+    ``thresholds`` / ``cm_threshold``, else the config's). A model Grad-CAM cannot explain
+    (Faster R-CNN, ONNX Runtime) is logged and skipped.
+
+    Returns:
+        the PNG paths written.
+    """
+    import cv2
+
+    from ..engine.gradcam_hook import GradCAMRenderer, explained_model
+
+    n = cfg.CXR.VIS.GRADCAM_IMAGES
+    if n <= 0:
+        return []
+    if explained_model(model) is None:
+        logger.warning("Grad-CAM images skipped: not a CXRClassifier or RetinaNet-family model")
+        return []
+    kw = evaluator_kwargs or {}
+    renderer = GradCAMRenderer(cfg, dataset_name, n, thresholds=kw.get("thresholds"),
+                               cm_threshold=kw.get("cm_threshold"))  # fmt: skip
+    rows, paths = [], []
+    for i, record, rgb, caption in renderer(model):
+        stem = os.path.splitext(os.path.basename(record.get("file_name", "")))[0]
+        paths.append(os.path.join(out_dir, f"{i:05d}_{stem}.png"))
+        ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb[:, :, ::-1]))
+        if not ok:
+            raise RuntimeError(f"could not encode the Grad-CAM image of {record['file_name']}")
+        write_bytes_atomic(paths[-1], buf.tobytes())
+        rows.append({"png": os.path.basename(paths[-1]), "file": record.get("file_name", ""),
+                     "explained": caption})  # fmt: skip
+    if rows:
+        write_csv(os.path.join(out_dir, "gradcam.csv"), rows)
+    logger.info("Grad-CAM images of %d records written to %s", len(paths), out_dir)
+    return paths
+
+
 def _summary_row(path: str, step: int, flat: dict) -> dict:
     return {
         "checkpoint": path,
@@ -289,6 +332,8 @@ def evaluate_checkpoints(
         step = int(it) if isinstance(it, (int, np.integer)) else i
         sub = _report_dir(output_dir, path, len(ckpts) > 1)
         flat, result, names = _evaluate_model(cfg, model, dataset_name, sub, evaluator_kwargs)
+        write_gradcam_images(cfg, model, dataset_name, os.path.join(sub, "gradcam"),
+                             evaluator_kwargs)  # fmt: skip
         rows.append(_summary_row(path, step, flat))
         seen[digest] = rows[-1]
         if result is not None:

@@ -135,7 +135,10 @@ def run_eval(args) -> dict | MedicalResult:
     ]
     check_output_dir(args.output, inputs)
     setup_logging(args.output)
-    cfg = setup_config(args.config_file, args.opts, output_dir=args.output)
+    opts = list(args.opts)
+    if getattr(args, "gradcam", None) is not None:
+        opts += ["CXR.VIS.GRADCAM_IMAGES", str(args.gradcam)]
+    cfg = setup_config(args.config_file, opts, output_dir=args.output)
     dataset = _eval_dataset(args, cfg)
     kw = resolved_eval_kwargs(cfg, args)
     ev_kw = {k: kw[k] for k in ("cm_threshold", "bootstrap", "seed")}

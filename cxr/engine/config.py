@@ -23,10 +23,18 @@ def add_engine_config(cfg) -> None:
     cfg.TEST.VAL_LOSS_PERIOD = 0
     # At most this many images of DATASETS.TEST[0] enter each validation-loss pass.
     cfg.TEST.VAL_LOSS_MAX_IMAGES = 64
-    # TensorBoard images: ground truth (green) vs predictions (red) every N iterations; 0 disables.
+    # TensorBoard images every N iterations: ground truth (green) vs predictions (red) of a
+    # detector, the Grad-CAM of a classifier's top finding (unless GRADCAM_IMAGES); 0 disables.
     cfg.CXR.VIS = CN()
     cfg.CXR.VIS.PERIOD = 0
     # How many images of DATASETS.TEST[0] are drawn each time.
     cfg.CXR.VIS.NUM_IMAGES = 2
     # Predictions below this score are not drawn.
     cfg.CXR.VIS.SCORE_THRESH = 0.3
+    # Grad-CAM overlays of the first N images of the evaluated data set at every evaluation:
+    # training puts them into TensorBoard (cxr/gradcam/<i>), tools/eval.py writes them as PNGs
+    # into <output>/gradcam/. A classifier explains its top finding, a RetinaNet-family detector
+    # its top boxes at their operating points (its top box when none reaches one); 0 disables.
+    cfg.CXR.VIS.GRADCAM_IMAGES = 0
+    # Detector boxes explained per Grad-CAM image (highest scores first; maps combined by max).
+    cfg.CXR.VIS.GRADCAM_MAX_BOXES = 3

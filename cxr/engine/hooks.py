@@ -30,12 +30,26 @@ def _is_due(trainer, period: int) -> bool:
 
 
 class EMAEvalHook(hooks.EvalHook):
-    """detectron2's EvalHook, evaluating the EMA weights when an EMA is kept."""
+    """detectron2's EvalHook, evaluating the EMA weights when an EMA is kept.
 
-    def __init__(self, eval_period: int, eval_function: Callable, ema: ModelEMA | None, model):
+    ``after_eval(model)``, when given, runs after each evaluation with the same weights (e.g.
+    the Grad-CAM images of :func:`~cxr.engine.gradcam_hook.put_gradcam_images`).
+    """
+
+    def __init__(
+        self,
+        eval_period: int,
+        eval_function: Callable,
+        ema: ModelEMA | None,
+        model,
+        after_eval: Callable | None = None,
+    ):
         def _eval_with_ema():
             with ema_swapped(model, ema):
-                return eval_function()
+                results = eval_function()
+                if after_eval is not None:
+                    after_eval(model)
+                return results
 
         super().__init__(eval_period, _eval_with_ema)
 

@@ -30,7 +30,7 @@ from ..modeling.meta_arch.classifier import CXRClassifier
 from ..modeling.trunk_transfer import load_classifier_trunk
 from .checkpoint import CXRCheckpointer, load_model_weights
 from .ema import EMAHook, ModelEMA, unwrap
-from .gradcam_hook import GradCAMVisHook
+from .gradcam_hook import GradCAMRenderer, GradCAMVisHook, explained_model, put_gradcam_images
 from .swa import build_swa_hook
 from .hooks import THRESHOLDS_FILE, BestCheckpointer, EMAEvalHook, PredictionVisHook, ValidationLossHook
 from ..data.samplers import build_train_sampler
@@ -143,7 +143,10 @@ class Trainer(DefaultTrainer):
             if isinstance(h, hooks.EvalHook):
                 # Validation losses first, so that TEST.BEST_METRIC may be "val/total_loss".
                 ret.extend(self._val_loss_hooks())
-                ret.append(EMAEvalHook(cfg.TEST.EVAL_PERIOD, h._func, self.ema, self.model))
+                ret.append(
+                    EMAEvalHook(cfg.TEST.EVAL_PERIOD, h._func, self.ema, self.model,
+                                after_eval=self._gradcam_on_eval())
+                )  # fmt: skip
                 ret.extend(h for h in [build_swa_hook(self)] if h is not None)  # SOLVER.SWA
                 ret.extend(self._best_checkpoint_hooks())
             elif isinstance(h, hooks.PeriodicWriter):
@@ -195,12 +198,29 @@ class Trainer(DefaultTrainer):
     def _is_classifier(self) -> bool:
         return isinstance(unwrap(self.model), CXRClassifier)
 
+    def _gradcam_on_eval(self):
+        """``after_eval`` of the evaluation hook: Grad-CAM images into TensorBoard
+        (``CXR.VIS.GRADCAM_IMAGES``), or None."""
+        cfg = self.cfg
+        if cfg.CXR.VIS.GRADCAM_IMAGES <= 0 or not cfg.DATASETS.TEST:
+            return None
+        if explained_model(self.model) is None:
+            logger.warning(
+                "CXR.VIS.GRADCAM_IMAGES ignored: Grad-CAM explains CXRClassifier and "
+                "RetinaNet-family models, not %s",
+                type(unwrap(self.model)).__name__,
+            )
+            return None
+        renderer = GradCAMRenderer(cfg, cfg.DATASETS.TEST[0], cfg.CXR.VIS.GRADCAM_IMAGES)
+        return functools.partial(put_gradcam_images, renderer)
+
     def _vis_hooks(self):
         cfg = self.cfg
         out = []
         if cfg.CXR.VIS.PERIOD > 0 and cfg.DATASETS.TEST and self._is_classifier():
-            vis = (cfg.CXR.VIS.PERIOD, build_mapper(cfg, False), cfg.DATASETS.TEST[0])
-            out.append(GradCAMVisHook(*vis, cfg.CXR.VIS.NUM_IMAGES))
+            if cfg.CXR.VIS.GRADCAM_IMAGES <= 0:  # else the evaluations put them
+                renderer = GradCAMRenderer(cfg, cfg.DATASETS.TEST[0], cfg.CXR.VIS.NUM_IMAGES)
+                out.append(GradCAMVisHook(cfg.CXR.VIS.PERIOD, renderer))
         elif cfg.CXR.VIS.PERIOD > 0 and cfg.DATASETS.TEST:
             out.append(
                 PredictionVisHook(

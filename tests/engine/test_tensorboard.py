@@ -1,4 +1,5 @@
-"""TensorBoard: losses, learning rate, evaluation metrics, validation losses and images."""
+"""TensorBoard: losses, learning rate, evaluation metrics, validation losses and images
+(predictions, and the Grad-CAM images of each evaluation)."""
 from __future__ import annotations
 
 import glob
@@ -17,6 +18,7 @@ def test_event_files_hold_losses_lr_metrics_and_images(tiny_dataset, tmp_path):
         tiny_dataset, out, 4,
         "TEST.EVAL_PERIOD", "2", "TEST.VAL_LOSS_PERIOD", "2", "CXR.VIS.PERIOD", "2",
         "CXR.VIS.SCORE_THRESH", "0.0", "TEST.BEST_METRIC", "val/total_loss", "TEST.BEST_MODE", "min", "MODEL.EMA.ENABLED", "True",
+        "CXR.VIS.GRADCAM_IMAGES", "2", "MODEL.RETINANET.SCORE_THRESH_TEST", "0.0",
     )  # fmt: skip
     seed_all_rng(0)
     trainer = Trainer(cfg)
@@ -33,5 +35,9 @@ def test_event_files_hold_losses_lr_metrics_and_images(tiny_dataset, tmp_path):
     images = acc.Tags()["images"]
     assert "cxr/vis/0" in images and "cxr/vis/1" in images
     assert len(acc.Images("cxr/vis/0")) == 2
+    # Grad-CAM of the first two evaluation images at each evaluation (iteration 2, the last)
+    assert {"cxr/gradcam/0", "cxr/gradcam/1"} <= set(images) and "cxr/gradcam/2" not in images
+    steps = [e.step for e in acc.Images("cxr/gradcam/0")]
+    assert len(steps) == 2 and steps == [e.step for e in acc.Scalars("bbox/AP50")]
     # model_best.pth was kept by the validation loss.
     assert glob.glob(f"{out}/model_best.pth")

@@ -185,3 +185,37 @@ def test_image_folder_mode_with_nih_csv(tmp_path):
     m = json.load(open(out / "metrics.json"))
     assert m["num_images"] == 2 and m["num_gt_boxes"] == 2
     assert m["num_gt_boxes_per_class"]["Mass"] == 1 and len(res["checkpoints"]) == 1
+
+
+def test_checkpoint_eval_writes_gradcam_pngs(cxr_dataset, tmp_path):  # noqa: F811
+    import csv
+
+    import cv2
+    from detectron2.data import DatasetCatalog
+
+    from cxr.engine import Trainer
+    from cxr.engine.checkpoint import CXRCheckpointer
+
+    cfg_file = os.path.join(REPO, "configs/nih/retinanet_R_18_FPN.yaml")
+    opts = ["MODEL.DEVICE", "cpu", "MODEL.RETINANET.NUM_CLASSES", "2", "INPUT.MIN_SIZE_TEST", "96",
+            "INPUT.MAX_SIZE_TEST", "96", "DATALOADER.NUM_WORKERS", "0",
+            "MODEL.RETINANET.SCORE_THRESH_TEST", "0.0",
+            "CXR.VIS.GRADCAM_MAX_BOXES", "2"]  # fmt: skip
+    torch.manual_seed(0)
+    CXRCheckpointer(Trainer.build_model(load_config(cfg_file, opts)), str(tmp_path)).save("m")
+    out = tmp_path / "eval"
+    load_tool("eval").main(["--config-file", cfg_file, "--checkpoint", str(tmp_path / "m.pth"),
+                            "--dataset", NAME, "--output", str(out), "--no-plots",
+                            "--cm-threshold", "0", "--gradcam", "2", *opts])  # fmt: skip
+    pngs = sorted(f for f in os.listdir(out / "gradcam") if f.endswith(".png"))
+    assert pngs == ["00000_img_000.png", "00001_img_001.png"]  # the first two records, in order
+    rows = list(csv.DictReader(open(out / "gradcam" / "gradcam.csv", encoding="utf-8")))
+    records = DatasetCatalog.get(NAME)
+    assert [r["file"] for r in rows] == [records[0]["file_name"], records[1]["file_name"]]
+    for png, row, rec in zip(pngs, rows, records):
+        explained = row["explained"].split("; ")
+        assert len(explained) == 2 and all(e.split()[0] in ("a", "b") for e in explained)
+        img = cv2.imread(str(out / "gradcam" / png))
+        assert img.shape == (96, 96, 3)  # the model's input size
+        gray = cv2.resize(cv2.imread(rec["file_name"], cv2.IMREAD_GRAYSCALE), (96, 96))
+        assert np.abs(img.astype(float) - gray[:, :, None]).mean() > 5  # a heat map is blended in

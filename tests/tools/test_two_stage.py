@@ -72,11 +72,15 @@ def test_classifier_train_eval_and_detector_from_its_trunk(cls_set, tiny_dataset
     ev = tmp_path / "eval"
     res = load_tool("eval").main(["--config-file", cfg, "--checkpoint", str(ckpt), "--dataset",
                                   f"{cls_set}_all", "--bootstrap", "30", "--output", str(ev),
-                                  *SLIM])  # fmt: skip
+                                  "--gradcam", "1", *SLIM])  # fmt: skip
     assert res["checkpoints"][0]["auroc_macro"] == res["checkpoints"][0]["auroc_macro"]  # not NaN
     m = json.load(open(ev / "metrics.json"))
     assert m["settings"]["bootstrap_unit"] == "patient"
     lo, hi = m["ci95"]["per_class.Nodule.auroc"]
+    assert sorted(os.listdir(ev / "gradcam")) == ["00000_00000001_000.png", "gradcam.csv"]
+    explained = open(ev / "gradcam" / "gradcam.csv", encoding="utf-8").read().splitlines()[1]
+    names = MetadataCatalog.get(f"{cls_set}_all").thing_classes
+    assert explained.split(",")[-1].split()[0] in names  # its top finding
     assert lo <= m["per_class"]["Nodule"]["auroc"] <= hi
 
     again = load_tool("eval").main(["--dataset", f"{cls_set}_all", "--predictions",
