@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib.util
 import os
 
 import cv2
@@ -176,11 +175,6 @@ def test_bad_row_names_file_row_field(tmp_path):
         generate_phantom_dataset(str(tmp_path / "o"), str(bad), NIH_ENTRY, size=64)
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("cxr.data.datasets") is None
-    or importlib.util.find_spec("cxr.data.datasets.nih") is None,
-    reason="cxr.data.datasets.nih.load_nih not in the repo yet",
-)
 def test_loads_through_load_nih(small_nih, rendered):
     from cxr.data.datasets.nih import load_nih
 
