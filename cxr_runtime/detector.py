@@ -183,34 +183,43 @@ def decode_dense_predictions(
     )
 
 
-def _nms(boxes: np.ndarray, scores: np.ndarray, iou_thresh: float) -> np.ndarray:
-    """Greedy NMS (torchvision's rule: drop boxes with IoU > thresh, so two empty boxes, IoU
-    0 / 0, both stay); indices by score."""
-    order = np.argsort(-scores, kind="stable")
+def batched_nms(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    classes: np.ndarray,
+    iou_thresh: float,
+    max_keep: int | None = None,
+) -> np.ndarray:
+    """Per-class greedy NMS (torchvision's ``batched_nms`` rule: a box is dropped when its IoU
+    with a higher-scored kept box of its class is > ``iou_thresh``, so two empty boxes, IoU
+    0 / 0, both stay). Boxes XYXY_ABS.
+
+    The boxes are visited once, in descending score order (ties: input order), so with
+    ``max_keep`` the loop stops after that many are kept: the result is the first ``max_keep``
+    of the full run (a box's fate depends only on higher-scored boxes of its class).
+
+    Returns:
+        kept indices sorted by descending score.
+    """
+    rest = np.argsort(-scores, kind="stable")
     x1, y1, x2, y2 = boxes.T
     areas = (x2 - x1) * (y2 - y1)
+    limit = len(rest) if max_keep is None else max_keep
     keep = []
-    while order.size:
-        i = order[0]
+    while rest.size and len(keep) < limit:
+        i, rest = rest[0], rest[1:]
         keep.append(i)
-        rest = order[1:]
-        iw = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
-        ih = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
+        same = np.flatnonzero(classes[rest] == classes[i])
+        r = rest[same]
+        iw = np.clip(np.minimum(x2[i], x2[r]) - np.maximum(x1[i], x1[r]), 0, None)
+        ih = np.clip(np.minimum(y2[i], y2[r]) - np.maximum(y1[i], y1[r]), 0, None)
         inter = iw * ih
         with np.errstate(invalid="ignore", divide="ignore"):
-            iou = inter / (areas[i] + areas[rest] - inter)
-        order = rest[~(iou > iou_thresh)]
+            iou = inter / (areas[i] + areas[r] - inter)
+        alive = np.ones(rest.size, bool)
+        alive[same[iou > iou_thresh]] = False
+        rest = rest[alive]
     return np.asarray(keep, np.int64)
-
-
-def batched_nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_thresh: float):
-    """Per-class NMS (boxes XYXY_ABS); kept indices sorted by descending score."""
-    keep = []
-    for c in np.unique(classes):
-        idx = np.flatnonzero(classes == c)
-        keep.append(idx[_nms(boxes[idx], scores[idx], iou_thresh)])
-    keep = np.concatenate(keep) if keep else np.zeros(0, np.int64)
-    return keep[np.argsort(-scores[keep], kind="stable")]
 
 
 def postprocess_detections(
@@ -229,7 +238,7 @@ def postprocess_detections(
         resized_hw: (height, width) of the resized image before padding.
         output_hw: (height, width) of the original image.
     """
-    keep = batched_nms(det.boxes, det.scores, det.classes, nms_thresh)[:max_detections]
+    keep = batched_nms(det.boxes, det.scores, det.classes, nms_thresh, max_detections)
     boxes = det.boxes[keep].copy()
     (rh, rw), (oh, ow) = resized_hw, output_hw
     boxes[:, 0::2] *= np.float32(ow / rw)

@@ -1,4 +1,4 @@
-"""The benchmarks folder is not part of the installed package."""
+"""The benchmarks folder is not part of the installed packages (cxr and its torch-free runtime)."""
 from __future__ import annotations
 
 import os
@@ -9,12 +9,13 @@ import setuptools
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def test_setup_installs_cxr_only(monkeypatch):
+def test_setup_installs_cxr_and_its_runtime_only(monkeypatch):
     seen = {}
     monkeypatch.setattr(setuptools, "setup", lambda **kw: seen.update(kw))
     monkeypatch.chdir(REPO)
     runpy.run_path(os.path.join(REPO, "setup.py"))
     packages = seen["packages"]
     assert "cxr" in packages and "cxr.data" in packages and "cxr.apps" in packages
-    assert all(p == "cxr" or p.startswith("cxr.") for p in packages), packages
+    assert "cxr_runtime" in packages
+    assert all(p.split(".")[0] in ("cxr", "cxr_runtime") for p in packages), packages
     assert os.path.isfile(os.path.join(REPO, "benchmarks", "__init__.py"))

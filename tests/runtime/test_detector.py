@@ -78,6 +78,21 @@ def test_batched_nms_equals_torchvision():
     np.testing.assert_array_equal(rt.batched_nms(boxes, scores, classes, 0.5), ref)
 
 
+def test_batched_nms_max_keep_is_the_prefix_of_the_full_run():
+    from torchvision.ops import batched_nms
+
+    rng = np.random.default_rng(3)
+    xy = rng.uniform(0, 300, (2000, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(5, 120, (2000, 2))], axis=1).astype(np.float32)
+    scores = rng.permutation(2000).astype(np.float32) / 2000
+    classes = rng.integers(0, 8, 2000)
+    ref = batched_nms(torch.from_numpy(boxes), torch.from_numpy(scores),
+                      torch.from_numpy(classes), 0.5).numpy()  # fmt: skip
+    assert len(ref) > 100
+    for k in (1, 37, 100, len(ref), len(ref) + 5):
+        np.testing.assert_array_equal(rt.batched_nms(boxes, scores, classes, 0.5, k), ref[:k])
+
+
 def test_runtime_imports_neither_torch_nor_detectron2():
     code = (
         "import sys; import cxr_runtime.detector as m;"
