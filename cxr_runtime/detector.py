@@ -57,11 +57,14 @@ class Detections:
         boxes: (R, 4) float32 XYXY_ABS pixels of the image given to the detector.
         scores: (R,) float32 in (0, 1], descending.
         classes: (R,) int64 class indices into the model's class names.
+        image_scores: (C,) per-class image scores of a model that scores whole images (an
+            image-label classifier, no boxes); None: each class's highest box score.
     """
 
     boxes: np.ndarray
     scores: np.ndarray
     classes: np.ndarray
+    image_scores: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.scores)

@@ -12,7 +12,9 @@ an input file):
   pixels of the original image;
 - ``findings.csv``: per image, ``file, findings`` (classes positive at their operating point by
   :func:`~cxr_runtime.operating_points.positive_findings`, ``;``-separated, or
-  ``No finding``) then each class's max score;
+  ``No finding``) then each class's image score: its highest box score, or the predictor's
+  ``Detections.image_scores`` (an image-label classifier, which has no boxes and so no
+  ``predictions.csv`` rows);
 - ``overlays/NNNNN_<name>.png``: the image with the boxes at or above the operating points (and
   whatever ``overlay_hooks`` add, e.g. ``NNNNN_<name>_gradcam.png``);
 - ``errors.csv`` (when any): ``file, error`` for each input that is not a readable image;
@@ -128,6 +130,7 @@ class PredictedImage:
         image: (H, W, C) uint8, what the predictor was given.
         boxes: (R, 4) float64 XYXY_ABS pixels of ``image``; scores: (R,); classes: (R,) int64.
         positive: (R,) bool, the boxes at or above their class's operating point.
+        image_scores: (C,) the image's score per class (``findings.csv``).
     """
 
     index: int
@@ -137,6 +140,7 @@ class PredictedImage:
     scores: np.ndarray
     classes: np.ndarray
     positive: np.ndarray
+    image_scores: np.ndarray | None = None
 
 
 #: ``hook(predicted) -> {suffix: BGR uint8 image}``: extra overlays, written as
@@ -182,13 +186,16 @@ class _Run:
             preds.writerow([path, self.names[c], f"{s:.6f}", *(f"{v:.2f}" for v in b)])
         img_scores = np.zeros(len(self.names))
         np.maximum.at(img_scores, classes, scores)
+        if det.image_scores is not None:  # a model that scores the image itself
+            img_scores = np.asarray(det.image_scores, np.float64).reshape(len(self.names))
         pos = [n for n, p in zip(self.names, positive_findings(img_scores, self.thr)) if p]
         finds.writerow(
             [path, ";".join(pos) if pos else "No finding", *(f"{v:.6f}" for v in img_scores)]
         )
         if self.overlay_dir:
             keep = positive_findings(scores, self.thr[classes]) if len(classes) else []
-            done = PredictedImage(i, path, img, boxes, scores, classes, np.asarray(keep, bool))
+            keep = np.asarray(keep, bool)
+            done = PredictedImage(i, path, img, boxes, scores, classes, keep, img_scores)
             self._overlays(gray, done)
         self.stats["images"] += 1
         self.stats["detections"] += len(scores)

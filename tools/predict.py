@@ -11,9 +11,14 @@
 Writes preds/predictions.csv (file, class, score, x1, y1, x2, y2; XYXY_ABS pixels),
 preds/findings.csv (per-image findings at the operating points: thresholds.json, or
 --cm-threshold for every class), preds/overlays/*.png, preds/errors.csv (inputs that could not
-be read, and files that are not images) and preds/log.txt. DICOM files are recognised by content,
-whatever their name. Never writes beside or over its inputs. Exits non-zero when no input image
-could be read.
+be read, and files that are not images) and preds/log.txt; --gradcam adds
+preds/overlays/*_gradcam.png (Grad-CAM of the positive boxes). DICOM files are recognised by
+content, whatever their name. Never writes beside or over its inputs. Exits non-zero when no
+input image could be read.
+
+An image-label classifier config (META_ARCHITECTURE CXRClassifier) gives the same findings.csv
+(its class scores are the image scores), no predictions.csv rows, and with --gradcam the map of
+each image's top positive finding (else its top class).
 
 --config-file is required with --backend torch. With --backend onnxruntime and no --config-file
 the prediction runs on numpy, OpenCV, pydicom and ONNX Runtime only (cxr_runtime): class names,

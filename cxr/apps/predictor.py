@@ -5,6 +5,11 @@ The loop, its output files and their formats are those of :mod:`cxr_runtime.pred
 torch-free runtime); this module feeds it detectron2 predictors: :class:`XrayPredictor` (any
 inference backend behind detectron2's model interface), whose ``Instances`` an adapter turns
 into :class:`~cxr_runtime.detector.Detections`, and the Grad-CAM overlays of PyTorch models.
+
+An image-label classifier (``CXRClassifier``) goes through the same loop: its per-class scores
+are the images' scores (:class:`ImageScoresPredictor`), so ``findings.csv`` has the detector's
+columns and ``predictions.csv`` no rows; ``--gradcam`` explains its top positive finding, else
+its top class (:class:`ClassifierGradcamOverlay`).
 """
 
 from __future__ import annotations
@@ -19,12 +24,15 @@ from cxr_runtime.predict import IMAGE_EXTENSIONS, PredictedImage, iter_image_fil
 from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultPredictor
 
+from ..evaluation.operating_points import class_thresholds, positive_findings
 from .model import load_inference_model
 from .paths import check_predict_output
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "ClassifierGradcamOverlay",
     "GradcamOverlay",
+    "ImageScoresPredictor",
     "InstancesPredictor",
     "XrayPredictor",
     "check_predict_output",
@@ -78,6 +86,51 @@ class InstancesPredictor:
         return instances_to_detections(self.predictor(image)["instances"])
 
 
+class ImageScoresPredictor:
+    """A classifier's detectron2 predictor (``HxWxC uint8 image -> {"scores"}``, one sigmoid
+    score per class) as the runtime's ``image -> Detections``: no boxes, ``image_scores`` the
+    class scores."""
+
+    def __init__(self, predictor):
+        self.predictor = predictor
+
+    def __call__(self, image: np.ndarray) -> Detections:
+        scores = self.predictor(image)["scores"].float().cpu().numpy()
+        return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32),
+                          np.zeros(0, np.int64), image_scores=scores)  # fmt: skip
+
+
+class ClassifierGradcamOverlay:
+    """Overlay hook (:data:`cxr_runtime.predict.OverlayHook`) of a classifier: the Grad-CAM of
+    the image's highest-scoring finding at or above its operating point (else of its
+    highest-scoring class) as ``NNNNN_<name>_gradcam.png``, the class and score written on it.
+
+    Args:
+        predictor: the classifier's :class:`XrayPredictor`.
+        class_names: names by class index.
+        thresholds: (C,) operating point per class.
+    """
+
+    def __init__(self, predictor, class_names: Sequence[str], thresholds: np.ndarray):
+        self.predictor, self.names = predictor, list(class_names)
+        self.thresholds = np.asarray(thresholds, np.float64)
+
+    def __call__(self, p: PredictedImage) -> dict[str, np.ndarray]:
+        import cv2
+
+        from ..modeling.gradcam import image_classifier_cam, overlay
+
+        scores = np.asarray(p.image_scores, np.float64)
+        ranked = np.where(positive_findings(scores, self.thresholds), scores, scores - 2.0)
+        c = int(ranked.argmax())  # positives (scores in [0, 1]) rank above every negative
+        rgb = overlay(p.image[:, :, 0], image_classifier_cam(self.predictor, p.image, c))
+        bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+        t = max(1, round(max(bgr.shape[:2]) / 400))
+        cv2.putText(bgr, f"{self.names[c]} {scores[c]:.2f}", (4 * t, 14 * t),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.4 * t, (255, 255, 255), t)  # fmt: skip
+        return {"_gradcam": bgr}
+
+
 class GradcamOverlay:
     """Overlay hook (:data:`cxr_runtime.predict.OverlayHook`): the Grad-CAM of an image's
     positive boxes as ``NNNNN_<name>_gradcam.png`` (PyTorch RetinaNet-family models).
@@ -114,23 +167,32 @@ def predict_files(
 
     Args:
         predictor: callable ``HxWxC uint8 image -> {"instances": Instances}`` (detectron2's
-            ``DefaultPredictor`` semantics: boxes XYXY_ABS in the original image's pixels).
+            ``DefaultPredictor`` semantics: boxes XYXY_ABS in the original image's pixels), or
+            whose ``model`` is a ``CXRClassifier`` (``-> {"scores"}``: image-level findings).
         inputs: files and/or folders (PNG, JPEG, DICOM).
         output_dir: output folder (checked by :func:`check_predict_output`).
         class_names: names by class index.
         thresholds: class name -> operating point (thresholds.json); others use cm_threshold.
         in_channels: channels the model expects; the gray image is repeated to fill them.
         overlays: write overlay PNGs.
-        gradcam: also write ``<name>_gradcam.png`` overlays (:class:`GradcamOverlay`).
+        gradcam: also write ``<name>_gradcam.png`` overlays (:class:`GradcamOverlay`,
+            :class:`ClassifierGradcamOverlay`).
 
     Returns:
         ``{"images", "detections", "errors", "not_images", "positive_images"}`` counts;
         ``errors`` counts every ``errors.csv`` row (unreadable files and non-images).
     """
-    return _runtime.predict_files(
-        InstancesPredictor(predictor), inputs, output_dir, class_names, thresholds,
-        cm_threshold, in_channels, overlays, [GradcamOverlay(predictor)] if gradcam else [],
-    )  # fmt: skip
+    from ..modeling.meta_arch.classifier import CXRClassifier
+
+    if isinstance(getattr(predictor, "model", None), CXRClassifier):
+        thr = class_thresholds(class_names, thresholds, cm_threshold)
+        adapter = ImageScoresPredictor(predictor)
+        hooks = [ClassifierGradcamOverlay(predictor, class_names, thr)] if gradcam else []
+    else:
+        adapter = InstancesPredictor(predictor)
+        hooks = [GradcamOverlay(predictor)] if gradcam else []
+    return _runtime.predict_files(adapter, inputs, output_dir, class_names, thresholds,
+                                  cm_threshold, in_channels, overlays, hooks)  # fmt: skip
 
 
 def class_names_from_cfg(cfg) -> list[str] | None:

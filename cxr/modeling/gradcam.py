@@ -24,7 +24,14 @@ from torch.nn import functional as F
 
 from .meta_arch.classifier import global_pool
 
-__all__ = ["cam_from_gradients", "classifier_cam", "detection_box_cams", "overlay"]
+__all__ = [
+    "cam_from_gradients",
+    "classifier_cam",
+    "detection_box_cams",
+    "image_classifier_cam",
+    "image_detection_cam",
+    "overlay",
+]
 
 
 def cam_from_gradients(features: torch.Tensor, grads: torch.Tensor, size: tuple[int, int]):
@@ -116,6 +123,31 @@ def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.4) -> np.ndarra
     return np.uint8(np.clip((1 - alpha) * rgb + alpha * heat, 0, 255))
 
 
+def _predictor_inputs(predictor, image: np.ndarray) -> tuple[dict, float, float]:
+    """The model input ``predictor`` makes of ``image`` (channel order, resize) and the
+    (y, x) scale from ``image`` pixels to input pixels."""
+    img = image[:, :, ::-1] if predictor.input_format == "RGB" else image
+    resized = predictor.aug.get_transform(img).apply_image(img)
+    inputs = {"image": torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1)))}
+    return inputs, resized.shape[0] / image.shape[0], resized.shape[1] / image.shape[1]
+
+
+def image_classifier_cam(predictor, image: np.ndarray, class_index: int) -> np.ndarray:
+    """:func:`classifier_cam` of one class for an image as given to a predictor.
+
+    Args:
+        predictor: a detectron2 ``DefaultPredictor``-like object (``model``, ``aug``,
+            ``input_format``) whose model is a ``CXRClassifier``.
+        image: (H, W, C) uint8, as given to the predictor.
+
+    Returns:
+        (H, W) float map in [0, 1] at the image size.
+    """
+    inputs, _, _ = _predictor_inputs(predictor, image)
+    cam = classifier_cam(predictor.model, inputs, class_index)
+    return cv2.resize(cam, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
 def image_detection_cam(predictor, image: np.ndarray, boxes: np.ndarray, classes) -> np.ndarray:
     """The per-box Grad-CAMs of one image's detections, combined by maximum, at the image size.
 
@@ -131,10 +163,7 @@ def image_detection_cam(predictor, image: np.ndarray, boxes: np.ndarray, classes
     h, w = image.shape[:2]
     if len(boxes) == 0:
         return np.zeros((h, w), np.float32)
-    img = image[:, :, ::-1] if predictor.input_format == "RGB" else image
-    resized = predictor.aug.get_transform(img).apply_image(img)
-    inputs = {"image": torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1)))}
-    sy, sx = resized.shape[0] / h, resized.shape[1] / w
+    inputs, sy, sx = _predictor_inputs(predictor, image)
     scaled = np.asarray(boxes, np.float64) * [sx, sy, sx, sy]
     cams = detection_box_cams(predictor.model, inputs, scaled, classes)
     return cv2.resize(np.max(cams, 0), (w, h), interpolation=cv2.INTER_LINEAR)

@@ -143,3 +143,43 @@ def test_eval_and_predict_make_the_same_findings(tmp_path):
         il = res.metrics["image_level"]["per_class"][n]
         assert il["tp"] + il["fp"] == sum(n in f for f in predicted)
     assert any("a" not in f for f in predicted)  # class a (threshold 0.0) is not everywhere
+
+
+def test_classifier_gradcam_overlay_explains_the_top_positive_finding():
+    """Hand-set classifier: class 0 answers brightness (its map covers the bright square),
+    class 1 only darkness (an empty map); the overlay shows the map of the finding chosen."""
+    from types import SimpleNamespace
+
+    import detectron2.data.transforms as T
+    from cxr_runtime.predict import PredictedImage
+    from torch import nn
+
+    from cxr.apps.predictor import ClassifierGradcamOverlay
+    from cxr.modeling.gradcam import classifier_cam, overlay
+    from cxr.modeling.meta_arch.classifier import CXRClassifier
+
+    from ..modeling.test_gradcam import _BrightnessTrunk, _image
+
+    head = nn.Linear(2, 2)
+    with torch.no_grad():
+        head.weight.copy_(torch.eye(2))
+        head.bias.zero_()
+    model = CXRClassifier(trunk=_BrightnessTrunk(), head=head, num_classes=2,
+                          pixel_mean=[0.0] * 3, pixel_std=[1.0] * 3).eval()  # fmt: skip
+    predictor = SimpleNamespace(model=model, aug=T.ResizeShortestEdge(64, 64), input_format="BGR")
+    image = _image()["image"].permute(1, 2, 0).numpy()
+    expected = [overlay(image[:, :, 0], classifier_cam(model, _image(), c))[:, :, ::-1]
+                for c in (0, 1)]  # fmt: skip
+    assert not np.array_equal(expected[0], expected[1])
+    none = np.zeros((0, 4))
+
+    def explained(image_scores, thresholds) -> int:
+        p = PredictedImage(0, "x.png", image, none, np.zeros(0), np.zeros(0, np.int64),
+                           np.zeros(0, bool), np.array(image_scores))  # fmt: skip
+        bgr = ClassifierGradcamOverlay(predictor, ["bright", "dark"], thresholds)(p)["_gradcam"]
+        below_text = slice(20, None)  # the class name is written in the top rows
+        return [np.array_equal(bgr[below_text], e[below_text]) for e in expected].index(True)
+
+    assert explained([0.9, 0.6], [0.5, 0.5]) == 0  # both positive: the higher score
+    assert explained([0.9, 0.6], [0.95, 0.5]) == 1  # only "dark" positive: it, not the top score
+    assert explained([0.4, 0.3], [0.5, 0.5]) == 0  # none positive: the top class
