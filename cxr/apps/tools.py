@@ -158,16 +158,20 @@ def run_eval(args) -> dict | MedicalResult:
     )
 
 
-def _check_exported_class_names(model, names: list[str], config_file: str) -> None:
+def _check_exported_class_names(model, names: list[str], args) -> None:
     """An exported model (``--backend onnxruntime``) stores its class names: the config's must
-    be the same list."""
+    be the same list; ``--classes`` may rename them, one name per class."""
     stored = getattr(getattr(model, "detector", None), "class_names", None)
-    if stored is not None and list(stored) != list(names):
-        raise SystemExit(
-            f"the class names of {config_file} ({names}) differ from those stored in "
-            f"{model.detector.path} ({list(stored)}); leave out --config-file to use the "
-            "model's own, or pass --classes"
-        )
+    if stored is None or list(stored) == list(names):
+        return
+    if args.classes and len(names) == len(stored):
+        return
+    source = "--classes" if args.classes else args.config_file
+    raise SystemExit(
+        f"the class names of {source} ({names}) differ from those stored in "
+        f"{model.detector.path} ({list(stored)}); leave out --config-file to use the model's "
+        "own, or pass --classes"
+    )
 
 
 def run_predict(args) -> dict:
@@ -189,8 +193,7 @@ def run_predict(args) -> dict:
         cfg, cm_threshold=args.cm_threshold, thresholds=args.thresholds or None
     )
     model = load_inference_model(cfg, args.checkpoint, backend=args.backend)[0]
-    if not args.classes:
-        _check_exported_class_names(model, names, args.config_file)
+    _check_exported_class_names(model, names, args)
     stats = predict_files(
         XrayPredictor(cfg, model=model),
         args.input,

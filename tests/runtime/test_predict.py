@@ -156,12 +156,15 @@ def test_argument_errors(exported, tmp_path, capsys):
 def test_config_class_names_must_match_the_models(exported, phantom_images, tmp_path):  # noqa: F811
     from detectron2.data import MetadataCatalog
 
-    MetadataCatalog.get("cxr_test_runtime_other").set(thing_classes=list("abcdefgh"))
+    other = "cxr_test_runtime_other"
+    MetadataCatalog.get(other).set(thing_classes=list("abcdefgh"))
     (tmp_path / "in").mkdir()
     cv2.imwrite(str(tmp_path / "in" / "a.png"), phantom_images[0])
+    common = ["--config-file", DEMO_CONFIG, "--backend", "onnxruntime", "--checkpoint", exported,
+              "--input", str(tmp_path / "in" / "a.png")]  # fmt: skip
     with pytest.raises(SystemExit, match=r"\['a', 'b'.*differ.*\['Atelectasis'"):
-        load_tool("predict").main([
-            "--config-file", DEMO_CONFIG, "--backend", "onnxruntime", "--checkpoint", exported,
-            "--input", str(tmp_path / "in" / "a.png"), "--output", str(tmp_path / "o"),
-            "DATASETS.TEST", "('cxr_test_runtime_other',)",
-        ])  # fmt: skip
+        load_tool("predict").main(
+            common + ["--output", str(tmp_path / "o"), "DATASETS.TEST", f"('{other}',)"]
+        )
+    with pytest.raises(SystemExit, match=r"--classes \(\['a', 'b'\]\) differ"):
+        load_tool("predict").main(common + ["--output", str(tmp_path / "o2"), "--classes", "a,b"])
