@@ -14,7 +14,7 @@ import types
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, REPO)
 
-import cxr.fileio  # noqa: E402
+import cxr_runtime.fileio  # noqa: E402  (cxr.fileio's writers live here)
 from cxr.apps.evaluate import evaluate_files  # noqa: E402
 
 if __name__ == "__main__":
@@ -29,10 +29,10 @@ if __name__ == "__main__":
             time.sleep(60)
         real_replace(src, dst)
 
-    # cxr.fileio sees os with only `replace` swapped.
+    # the atomic writers see os with only `replace` swapped.
     shim = types.SimpleNamespace(**{k: getattr(os, k) for k in dir(os) if not k.startswith("__")})
     shim.replace = replace
-    cxr.fileio.os = shim
+    cxr_runtime.fileio.os = shim
     while True:
         run[0] += 1
         evaluate_files(gt, dt, out, plots=False, tensorboard=False, bootstrap=0)
