@@ -23,7 +23,7 @@ and operating-point metrics per finding with patient-bootstrap CIs, ROC and t-SN
 
 ``--gradcam N`` (checkpoints mode) adds DIR/gradcam/: the Grad-CAM overlays of the first N
 images (a classifier's top finding; a detector's top boxes at their operating points) and
-gradcam.csv naming what each explains.
+gradcam.csv naming what each explains (map rule: CXR.VIS.GRADCAM_METHOD gradcam / hirescam).
 
 Both print a per-class table and write DIR/metrics.json, per_class.csv, predictions.json,
 thresholds.json, PNG plots, report.html (metrics, plots, galleries of false positives and missed

@@ -212,7 +212,9 @@ def _dataset_evaluator(cfg, dataset_name: str, report_dir: str, evaluator_kwargs
 def write_gradcam_images(cfg, model, dataset_name: str, out_dir: str, evaluator_kwargs=None):
     """The Grad-CAM overlays of the first ``CXR.VIS.GRADCAM_IMAGES`` records of
     ``dataset_name`` (:class:`~cxr.engine.gradcam_hook.GradCAMRenderer`) as
-    ``out_dir/<i>_<image name>.png``, plus ``out_dir/gradcam.csv`` (``png, file, explained``).
+    ``out_dir/<i>_<image name>.png``, plus ``out_dir/gradcam.csv`` (``png, file, explained,
+    map_in_boxes``: the share of a detector's map inside the explained boxes, empty for a
+    classifier or an empty map).
 
     Detector boxes are chosen at the evaluation's operating points (``evaluator_kwargs``
     ``thresholds`` / ``cm_threshold``, else the config's). A model Grad-CAM cannot explain
@@ -235,15 +237,16 @@ def write_gradcam_images(cfg, model, dataset_name: str, out_dir: str, evaluator_
     renderer = GradCAMRenderer(cfg, dataset_name, n, thresholds=kw.get("thresholds"),
                                cm_threshold=kw.get("cm_threshold"))  # fmt: skip
     rows, paths = [], []
-    for i, record, rgb, caption in renderer(model):
-        stem = os.path.splitext(os.path.basename(record.get("file_name", "")))[0]
-        paths.append(os.path.join(out_dir, f"{i:05d}_{stem}.png"))
-        ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb[:, :, ::-1]))
+    for pic in renderer(model):
+        file_name = pic.record.get("file_name", "")
+        stem = os.path.splitext(os.path.basename(file_name))[0]
+        paths.append(os.path.join(out_dir, f"{pic.index:05d}_{stem}.png"))
+        ok, buf = cv2.imencode(".png", np.ascontiguousarray(pic.image[:, :, ::-1]))
         if not ok:
-            raise RuntimeError(f"could not encode the Grad-CAM image of {record['file_name']}")
+            raise RuntimeError(f"could not encode the Grad-CAM image of {file_name}")
         write_bytes_atomic(paths[-1], buf.tobytes())
-        rows.append({"png": os.path.basename(paths[-1]), "file": record.get("file_name", ""),
-                     "explained": caption})  # fmt: skip
+        rows.append({"png": os.path.basename(paths[-1]), "file": file_name,
+                     "explained": pic.caption, "map_in_boxes": round(pic.in_boxes, 4)})  # fmt: skip
     if rows:
         write_csv(os.path.join(out_dir, "gradcam.csv"), rows)
     logger.info("Grad-CAM images of %d records written to %s", len(paths), out_dir)

@@ -109,11 +109,14 @@ class ClassifierGradcamOverlay:
         predictor: the classifier's :class:`XrayPredictor`.
         class_names: names by class index.
         thresholds: (C,) operating point per class.
+        method: the map rule (:data:`~cxr.modeling.gradcam.CAM_METHOD_REGISTRY` name).
     """
 
-    def __init__(self, predictor, class_names: Sequence[str], thresholds: np.ndarray):
+    def __init__(self, predictor, class_names: Sequence[str], thresholds: np.ndarray,
+                 method: str = "gradcam"):  # fmt: skip
         self.predictor, self.names = predictor, list(class_names)
         self.thresholds = np.asarray(thresholds, np.float64)
+        self.method = method
 
     def __call__(self, p: PredictedImage) -> dict[str, np.ndarray]:
         import cv2
@@ -123,7 +126,8 @@ class ClassifierGradcamOverlay:
         scores = np.asarray(p.image_scores, np.float64)
         ranked = np.where(positive_findings(scores, self.thresholds), scores, scores - 2.0)
         c = int(ranked.argmax())  # positives (scores in [0, 1]) rank above every negative
-        rgb = overlay(p.image[:, :, 0], image_classifier_cam(self.predictor, p.image, c))
+        cam = image_classifier_cam(self.predictor, p.image, c, self.method)
+        rgb = overlay(p.image[:, :, 0], cam)
         bgr = np.ascontiguousarray(rgb[:, :, ::-1])
         t = max(1, round(max(bgr.shape[:2]) / 400))
         cv2.putText(bgr, f"{self.names[c]} {scores[c]:.2f}", (4 * t, 14 * t),
@@ -137,16 +141,17 @@ class GradcamOverlay:
 
     Args:
         predictor: the detectron2 predictor that made the detections (:class:`XrayPredictor`).
+        method: the map rule (:data:`~cxr.modeling.gradcam.CAM_METHOD_REGISTRY` name).
     """
 
-    def __init__(self, predictor):
-        self.predictor = predictor
+    def __init__(self, predictor, method: str = "gradcam"):
+        self.predictor, self.method = predictor, method
 
     def __call__(self, p: PredictedImage) -> dict[str, np.ndarray]:
         from ..modeling.gradcam import image_detection_cam, overlay
 
         k = p.positive
-        cam = image_detection_cam(self.predictor, p.image, p.boxes[k], p.classes[k])
+        cam = image_detection_cam(self.predictor, p.image, p.boxes[k], p.classes[k], self.method)
         rgb = overlay(p.image[:, :, 0], cam)
         return {"_gradcam": rgb[:, :, ::-1]}
 
@@ -161,6 +166,7 @@ def predict_files(
     in_channels: int = 3,
     overlays: bool = True,
     gradcam: bool = False,
+    gradcam_method: str = "gradcam",
 ) -> dict:
     """Predict every image of ``inputs`` with a detectron2 predictor and stream the output
     files (:func:`cxr_runtime.predict.predict_files`: the same files and formats).
@@ -177,6 +183,7 @@ def predict_files(
         overlays: write overlay PNGs.
         gradcam: also write ``<name>_gradcam.png`` overlays (:class:`GradcamOverlay`,
             :class:`ClassifierGradcamOverlay`).
+        gradcam_method: their map rule (``CXR.VIS.GRADCAM_METHOD``).
 
     Returns:
         ``{"images", "detections", "errors", "not_images", "positive_images"}`` counts;
@@ -187,10 +194,11 @@ def predict_files(
     if isinstance(getattr(predictor, "model", None), CXRClassifier):
         thr = class_thresholds(class_names, thresholds, cm_threshold)
         adapter = ImageScoresPredictor(predictor)
-        hooks = [ClassifierGradcamOverlay(predictor, class_names, thr)] if gradcam else []
+        hook = ClassifierGradcamOverlay(predictor, class_names, thr, gradcam_method)
     else:
         adapter = InstancesPredictor(predictor)
-        hooks = [GradcamOverlay(predictor)] if gradcam else []
+        hook = GradcamOverlay(predictor, gradcam_method)
+    hooks = [hook] if gradcam else []
     return _runtime.predict_files(adapter, inputs, output_dir, class_names, thresholds,
                                   cm_threshold, in_channels, overlays, hooks)  # fmt: skip
 

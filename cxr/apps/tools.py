@@ -204,6 +204,7 @@ def run_predict(args) -> dict:
         len(cfg.MODEL.PIXEL_MEAN),
         not args.no_overlays,
         getattr(args, "gradcam", False),
+        cfg.CXR.VIS.GRADCAM_METHOD,
     )
     return stats
 

@@ -38,3 +38,7 @@ def add_engine_config(cfg) -> None:
     cfg.CXR.VIS.GRADCAM_IMAGES = 0
     # Detector boxes explained per Grad-CAM image (highest scores first; maps combined by max).
     cfg.CXR.VIS.GRADCAM_MAX_BOXES = 3
+    # Map rule of every Grad-CAM picture (evaluation, training, tools/predict.py --gradcam):
+    # "gradcam" (channel weights = mean gradient) or "hirescam" (gradient x feature, element-wise;
+    # a detector box's map stays near the box). Same map for a classifier with POOL "avg".
+    cfg.CXR.VIS.GRADCAM_METHOD = "gradcam"

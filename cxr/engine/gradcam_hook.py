@@ -9,6 +9,7 @@ detector's top boxes at their operating points); training puts them into TensorB
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Iterator, Sequence
 
@@ -31,7 +32,13 @@ from ..modeling.meta_arch.classifier import CXRClassifier
 from ..modeling.test_time_augmentation import DetectorWithTTA
 from .ema import unwrap
 
-__all__ = ["GradCAMRenderer", "GradCAMVisHook", "explained_model", "put_gradcam_images"]
+__all__ = [
+    "GradCAMPicture",
+    "GradCAMRenderer",
+    "GradCAMVisHook",
+    "explained_model",
+    "put_gradcam_images",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +51,35 @@ def explained_model(model: torch.nn.Module) -> torch.nn.Module | None:
     if isinstance(model, DetectorWithTTA):
         model = model.model
     return model if isinstance(model, (CXRClassifier, RetinaNet)) else None
+
+
+@dataclasses.dataclass
+class GradCAMPicture:
+    """One Grad-CAM picture of :class:`GradCAMRenderer`.
+
+    Attributes:
+        index: position of the record among the renderer's records.
+        record: the explained record (detectron2 dataset dict).
+        image: (H, W, 3) uint8 RGB overlay at the model's input size.
+        caption: what it explains, ``"<class> <score>"`` ``;``-joined.
+        in_boxes: a detector's share of the map's mass inside the explained boxes (NaN for a
+            classifier, or an empty map).
+    """
+
+    index: int
+    record: dict
+    image: np.ndarray
+    caption: str
+    in_boxes: float = float("nan")
+
+
+def _mass_in_boxes(cam: np.ndarray, boxes: np.ndarray) -> float:
+    """Share of ``cam``'s sum inside the union of ``boxes`` (XYXY_ABS pixels of ``cam``)."""
+    inside = np.zeros(cam.shape, bool)
+    for x1, y1, x2, y2 in np.round(boxes).astype(int):
+        inside[max(y1, 0) : max(y2, 0), max(x1, 0) : max(x2, 0)] = True
+    total = float(cam.sum())
+    return float(cam[inside].sum()) / total if total > 0 else float("nan")
 
 
 def _draw_boxes(rgb: np.ndarray, boxes: np.ndarray, labels: Sequence[str]) -> np.ndarray:
@@ -80,6 +116,7 @@ class GradCAMRenderer:
         thresholds: Sequence[float],
         max_boxes: int = 3,
         input_format: str = "BGR",
+        method: str = "gradcam",
     ):
         """
         Args:
@@ -89,11 +126,12 @@ class GradCAMRenderer:
             thresholds: (C,) operating point per class (detectors).
             max_boxes: detections explained per image.
             input_format: ``INPUT.FORMAT`` of the mapped image.
+            method: the map rule (:data:`~cxr.modeling.gradcam.CAM_METHOD_REGISTRY` name).
         """
         self.mapper, self.records = mapper, list(records)
         self.class_names, self.max_boxes = list(class_names), int(max_boxes)
         self.thresholds = np.asarray(thresholds, np.float64)
-        self.input_format = input_format
+        self.input_format, self.method = input_format, method
 
     @classmethod
     def from_config(
@@ -113,6 +151,7 @@ class GradCAMRenderer:
             "thresholds": class_thresholds(names, thresholds, kw["cm_threshold"]),
             "max_boxes": cfg.CXR.VIS.GRADCAM_MAX_BOXES,
             "input_format": cfg.INPUT.FORMAT,
+            "method": cfg.CXR.VIS.GRADCAM_METHOD,
         }
 
     def _rgb(self, inputs: dict) -> np.ndarray:
@@ -121,20 +160,21 @@ class GradCAMRenderer:
             return np.repeat(image, 3, axis=2)
         return convert_image_to_rgb(image, self.input_format)
 
-    def _classifier(self, model, inputs: dict) -> tuple[np.ndarray, str]:
+    def _classifier(self, model, inputs: dict) -> tuple[np.ndarray, str, float]:
         with torch.no_grad():
             scores = model([inputs])[0]["scores"].float().cpu()
         c = int(scores.argmax())
-        cam = classifier_cam(model, inputs, c)
-        return overlay(self._rgb(inputs), cam), f"{self.class_names[c]} {float(scores[c]):.2f}"
+        cam = classifier_cam(model, inputs, c, self.method)
+        rgb = overlay(self._rgb(inputs), cam)
+        return rgb, f"{self.class_names[c]} {float(scores[c]):.2f}", float("nan")
 
-    def _detector(self, model, inputs: dict) -> tuple[np.ndarray, str]:
+    def _detector(self, model, inputs: dict) -> tuple[np.ndarray, str, float]:
         x = {"image": inputs["image"]}  # no height/width: boxes in input pixels
         with torch.no_grad():
             inst = model([x])[0]["instances"].to("cpu")
         rgb = self._rgb(inputs)
         if len(inst) == 0:
-            return rgb, "no detection"
+            return rgb, "no detection", float("nan")
         scores = inst.scores.numpy().astype(np.float64)
         classes = inst.pred_classes.numpy().astype(np.int64)
         order = np.argsort(-scores, kind="stable")
@@ -143,13 +183,13 @@ class GradCAMRenderer:
         if len(chosen) == 0:
             chosen, note = order[:1], " (below its operating point)"
         boxes = inst.pred_boxes.tensor.numpy()[chosen]
-        cams = detection_box_cams(model, x, boxes, classes[chosen])
+        cam = np.max(detection_box_cams(model, x, boxes, classes[chosen], self.method), 0)
         labels = [f"{self.class_names[c]} {scores[j]:.2f}" for j, c in zip(chosen, classes[chosen])]
-        rgb = _draw_boxes(overlay(rgb, np.max(cams, 0)), boxes, labels)
-        return rgb, "; ".join(labels) + note
+        rgb = _draw_boxes(overlay(rgb, cam), boxes, labels)
+        return rgb, "; ".join(labels) + note, _mass_in_boxes(cam, boxes)
 
-    def render(self, model, record: dict) -> tuple[np.ndarray, str]:
-        """The overlay of one record and what it explains (``"<class> <score>"``, ``;``-joined).
+    def render(self, model, record: dict, index: int = 0) -> GradCAMPicture:
+        """The picture of one record (:class:`GradCAMPicture`).
 
         Raises:
             TypeError when ``model`` is neither a classifier nor a RetinaNet-family detector.
@@ -165,15 +205,15 @@ class GradCAMRenderer:
         net.eval()
         try:
             if isinstance(net, CXRClassifier):
-                return self._classifier(net, inputs)
-            return self._detector(net, inputs)
+                return GradCAMPicture(index, record, *self._classifier(net, inputs))
+            return GradCAMPicture(index, record, *self._detector(net, inputs))
         finally:
             net.train(was_training)
 
-    def __call__(self, model) -> Iterator[tuple[int, dict, np.ndarray, str]]:
-        """``(index, record, overlay, caption)`` of each record, in order."""
+    def __call__(self, model) -> Iterator[GradCAMPicture]:
+        """The picture of each record, in order."""
         for i, record in enumerate(self.records):
-            yield (i, record, *self.render(model, record))
+            yield self.render(model, record, i)
 
 
 def put_gradcam_images(renderer: GradCAMRenderer, model) -> None:
@@ -182,8 +222,8 @@ def put_gradcam_images(renderer: GradCAMRenderer, model) -> None:
     if not comm.is_main_process():
         return
     storage = get_event_storage()
-    for i, _, img, _ in renderer(model):
-        storage.put_image(f"cxr/gradcam/{i}", img.transpose(2, 0, 1))
+    for pic in renderer(model):
+        storage.put_image(f"cxr/gradcam/{pic.index}", pic.image.transpose(2, 0, 1))
 
 
 class GradCAMVisHook(HookBase):

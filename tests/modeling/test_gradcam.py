@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pytest
 import torch
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import Backbone, build_model
@@ -64,6 +65,9 @@ def test_classifier_cam_peaks_inside_the_bright_square():
                           pixel_mean=[0.0] * 3, pixel_std=[1.0] * 3)  # fmt: skip
     _peaks_inside_the_square(classifier_cam(model, _image(), 0))
     assert (classifier_cam(model, _image(), 1) == 0).all()  # only negative evidence: empty map
+    # average pooling: the gradient is the same everywhere, so HiResCAM is the same map
+    np.testing.assert_allclose(classifier_cam(model, _image(), 0, "hirescam"),
+                               classifier_cam(model, _image(), 0), atol=1e-6)  # fmt: skip
 
 
 def test_detector_box_cams_have_the_input_size_and_lie_in_0_1():
@@ -125,7 +129,8 @@ def _hand_set_retinanet() -> CXRRetinaNet:
     ).eval()  # fmt: skip
 
 
-def test_detector_box_cam_explains_the_anchor_level_and_class_of_each_box():
+@pytest.mark.parametrize("method", ["gradcam", "hirescam"])
+def test_detector_box_cam_explains_the_anchor_level_and_class_of_each_box(method):
     model = _hand_set_retinanet()
     with torch.no_grad():
         inst = model([_image()])[0]["instances"]
@@ -137,8 +142,23 @@ def test_detector_box_cam_explains_the_anchor_level_and_class_of_each_box():
     for b in (small, large):  # both detections lie on the bright square
         assert 8 <= (b[0] + b[2]) / 2 < 20 and 40 <= (b[1] + b[3]) / 2 < 52
     cams = detection_box_cams(model, _image(), np.stack([small, small, large, large]),
-                              np.array([0, 1, 1, 0]))  # fmt: skip
+                              np.array([0, 1, 1, 0]), method)  # fmt: skip
     _peaks_inside_the_square(cams[0])  # p2, class 0: brightness
     assert (cams[1] == 0).all()  # p2, class 1: only negative evidence, empty map
     _peaks_inside_the_square(cams[2])  # p3, class 1: brightness
     assert (cams[3] == 0).all()  # p3, class 0: only negative evidence (the level decides)
+
+
+def test_hirescam_keeps_a_box_map_on_its_box_where_gradcam_lights_every_square():
+    """A second bright square far from the box: Grad-CAM's channel weights light both squares
+    (same features), HiResCAM's element-wise weights only the box's square."""
+    model = _hand_set_retinanet()
+    inputs = _image()
+    inputs["image"][:, 8:20, 44:56] = 255  # the other square
+    box = np.array([[10.0, 42.0, 18.0, 50.0]])  # a size-8 p2 anchor on the first square
+    other = np.zeros((64, 64), bool)
+    other[8:20, 44:56] = True
+    grad, hires = (detection_box_cams(model, inputs, box, np.array([0]), m)[0]
+                   for m in ("gradcam", "hirescam"))  # fmt: skip
+    assert grad[other].mean() > 0.5  # as bright as the box's square
+    assert hires[other].max() == 0 and hires[SQUARE].max() == 1.0

@@ -213,6 +213,7 @@ def test_checkpoint_eval_writes_gradcam_pngs(cxr_dataset, tmp_path):  # noqa: F8
     records = DatasetCatalog.get(NAME)
     assert [r["file"] for r in rows] == [records[0]["file_name"], records[1]["file_name"]]
     for png, row, rec in zip(pngs, rows, records):
+        assert row["map_in_boxes"] == "" or 0 <= float(row["map_in_boxes"]) <= 1
         explained = row["explained"].split("; ")
         assert len(explained) == 2 and all(e.split()[0] in ("a", "b") for e in explained)
         img = cv2.imread(str(out / "gradcam" / png))

@@ -2,6 +2,7 @@
 Data_Entry-format set, tools/eval.py scores its checkpoint (AUROC with patient CIs) and its
 predictions file, and a detector trains from its trunk."""
 
+import csv
 import glob
 import json
 import os
@@ -78,9 +79,9 @@ def test_classifier_train_eval_and_detector_from_its_trunk(cls_set, tiny_dataset
     assert m["settings"]["bootstrap_unit"] == "patient"
     lo, hi = m["ci95"]["per_class.Nodule.auroc"]
     assert sorted(os.listdir(ev / "gradcam")) == ["00000_00000001_000.png", "gradcam.csv"]
-    explained = open(ev / "gradcam" / "gradcam.csv", encoding="utf-8").read().splitlines()[1]
+    (row,) = csv.DictReader(open(ev / "gradcam" / "gradcam.csv", encoding="utf-8"))
     names = MetadataCatalog.get(f"{cls_set}_all").thing_classes
-    assert explained.split(",")[-1].split()[0] in names  # its top finding
+    assert row["explained"].split()[0] in names and row["map_in_boxes"] == ""  # top finding
     assert lo <= m["per_class"]["Nodule"]["auroc"] <= hi
 
     again = load_tool("eval").main(["--dataset", f"{cls_set}_all", "--predictions",
