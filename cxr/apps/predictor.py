@@ -188,10 +188,21 @@ def predict_files(
     Returns:
         ``{"images", "detections", "errors", "not_images", "positive_images"}`` counts;
         ``errors`` counts every ``errors.csv`` row (unreadable files and non-images).
+
+    Raises:
+        ValueError with ``gradcam`` for a model Grad-CAM cannot explain (an ONNX Runtime
+        session, Faster R-CNN), before any file is written.
     """
+    from ..engine.gradcam_hook import explained_model
     from ..modeling.meta_arch.classifier import CXRClassifier
 
-    if isinstance(getattr(predictor, "model", None), CXRClassifier):
+    model = getattr(predictor, "model", None)
+    if gradcam and (model is None or explained_model(model) is None):
+        raise ValueError(
+            f"--gradcam explains PyTorch CXRClassifier and RetinaNet-family models (--backend "
+            f"torch), not {type(model).__name__}"
+        )
+    if isinstance(model, CXRClassifier):
         thr = class_thresholds(class_names, thresholds, cm_threshold)
         adapter = ImageScoresPredictor(predictor)
         hook = ClassifierGradcamOverlay(predictor, class_names, thr, gradcam_method)

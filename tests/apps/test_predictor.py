@@ -4,6 +4,7 @@ import csv
 import os
 
 import numpy as np
+import pytest
 import torch
 from detectron2.structures import Boxes, Instances
 
@@ -183,3 +184,13 @@ def test_classifier_gradcam_overlay_explains_the_top_positive_finding():
     assert explained([0.9, 0.6], [0.5, 0.5]) == 0  # both positive: the higher score
     assert explained([0.9, 0.6], [0.95, 0.5]) == 1  # only "dark" positive: it, not the top score
     assert explained([0.4, 0.3], [0.5, 0.5]) == 0  # none positive: the top class
+
+
+def test_gradcam_refuses_a_model_it_cannot_explain_before_writing(tmp_path):
+    write_tiny_images(str(tmp_path / "in"), n=1)
+    fake = FakePredictor()
+    fake.model = torch.nn.Linear(2, 2)  # e.g. an ONNX Runtime session behind the predictor
+    with pytest.raises(ValueError, match="--gradcam explains .* not Linear"):
+        predict_files(fake, [str(tmp_path / "in")], str(tmp_path / "out"), ["a", "b"],
+                      gradcam=True)  # fmt: skip
+    assert not (tmp_path / "out").exists() and fake.calls == 0
