@@ -2,7 +2,8 @@
 
 - ``inference_d0_onnxruntime_vs_effdet_d0``: ONNX Runtime (graph + numpy post-processing) vs
   effdet's ``tf_efficientdet_d0`` in PyTorch, batch 1, 512 px, alternating, ratio of medians;
-  the BN-folded PyTorch model is timed alongside (``torch_fused_ms``);
+  the BN-folded PyTorch model is timed alongside (``torch_fused_ms``), and, when openvino is
+  installed, the same file and numpy step through OpenVINO (``openvino_ms``, ``openvino_ratio``);
 - ``predict_dicom_end_to_end_d0``: one 2,048 x 2,500 16-bit DICOM through the prediction code
   of ``tools/predict.py`` (read, window, resize, detect, CSV rows, overlay PNG written), ONNX
   Runtime vs the fused PyTorch model; the goal is absolute (median <= 0.5 s), in ``goal_s``;
@@ -123,10 +124,18 @@ def inference_d0_onnxruntime_vs_effdet_d0(args: argparse.Namespace) -> list[dict
         x, img = _normalized(inputs), inputs[0]["image"].numpy()
         fns = {"ours": lambda: det.run_resized([img], [(size, size)]), "peer": lambda: peer(x),
                "torch_fused": lambda: fused(inputs)}  # fmt: skip
+        openvino = _openvino_detector(det, torch.get_num_threads())
+        if openvino is not None:
+            fns["openvino"] = lambda: openvino.run_resized([img], [(size, size)])
         with torch.no_grad():
             stats = time_alternating(fns, args.warmup, args.repeats, device)
     logger.info("onnxruntime %s | effdet %s | torch fused %s", stats["ours"].summary(),
                 stats["peer"].summary(), stats["torch_fused"].summary())  # fmt: skip
+    extra = {}
+    if "openvino" in stats:
+        logger.info("openvino (same file) %s", stats["openvino"].summary())
+        extra = {"openvino_ms": stats["openvino"].median * 1000,
+                 "openvino_ratio": stats["openvino"].median / stats["peer"].median}  # fmt: skip
     return [result_row(
         "inference_d0_onnxruntime_vs_effdet_d0", stats["ours"].median * 1000,
         stats["peer"].median * 1000, "ms/image", "lower", peer_model="tf_efficientdet_d0",
@@ -134,8 +143,21 @@ def inference_d0_onnxruntime_vs_effdet_d0(args: argparse.Namespace) -> list[dict
         ours_score_thresh=0.0, torch_fused_ms=stats["torch_fused"].median * 1000,
         ratio_of_min=min(stats["ours"].times) / min(stats["peer"].times),
         ours_runs_ms=[round(t * 1000, 2) for t in stats["ours"].times],
-        peer_runs_ms=[round(t * 1000, 2) for t in stats["peer"].times],
+        peer_runs_ms=[round(t * 1000, 2) for t in stats["peer"].times], **extra,
     )]  # fmt: skip
+
+
+def _openvino_detector(det, threads: int):
+    """The same exported file compiled by OpenVINO (None when openvino is not installed)."""
+    import importlib.util
+
+    from cxr.export.runtime import OnnxDetector
+
+    if importlib.util.find_spec("openvino") is None:
+        return None
+    ov = OnnxDetector(det.path, num_threads=threads, engine="openvino")
+    ov.metadata["score_thresh"] = det.metadata["score_thresh"]
+    return ov
 
 
 def _predict_once(predictor, dicom: str, out: str, names: list[str]) -> None:

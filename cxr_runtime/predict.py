@@ -288,9 +288,9 @@ def add_backend_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend",
         default="torch",
-        choices=("torch", "onnxruntime"),
-        help="torch (.pth, BatchNorm folded) or onnxruntime (--checkpoint DIR/model.onnx from "
-        "tools/export.py); docs/deploy.md",
+        choices=("torch", "onnxruntime", "openvino"),
+        help="torch (.pth, BatchNorm folded), onnxruntime or openvino (--checkpoint "
+        "DIR/model.onnx from tools/export.py, run by ONNX Runtime or OpenVINO); docs/deploy.md",
     )
 
 
@@ -333,9 +333,10 @@ def _predict_parser(description: str) -> argparse.ArgumentParser:
 
 
 def runs_without_torch(args: argparse.Namespace) -> bool:
-    """True when ``tools/predict.py`` takes the torch-free path: ``--backend onnxruntime`` and
-    no ``--config-file`` (everything the model needs is stored in the exported file)."""
-    return args.backend == "onnxruntime" and not args.config_file
+    """True when ``tools/predict.py`` takes the torch-free path: ``--backend onnxruntime`` (or
+    ``openvino``) and no ``--config-file`` (everything the model needs is stored in the exported
+    file)."""
+    return args.backend in ("onnxruntime", "openvino") and not args.config_file
 
 
 def parse_predict_args(argv: Sequence[str] | None, description: str) -> argparse.Namespace:
@@ -414,17 +415,18 @@ def run_predict(args: argparse.Namespace) -> dict:
     setup_logging(args.output)
     if not args.checkpoint.endswith(".onnx"):
         raise ValueError(
-            f"--backend onnxruntime needs --checkpoint DIR/model.onnx (tools/export.py), "
+            f"--backend {args.backend} needs --checkpoint DIR/model.onnx (tools/export.py), "
             f"got {args.checkpoint!r}"
         )
-    detector = OnnxDetector(args.checkpoint)
+    detector = OnnxDetector(args.checkpoint, engine=args.backend)
     meta = detector.metadata
     names = _class_names(args.classes, detector)
     thresholds = load_thresholds(args.thresholds) if args.thresholds else meta.get("thresholds")
     cm = meta["cm_threshold"] if args.cm_threshold is None else args.cm_threshold
     logger.info(
-        "Predicting with %s (ONNX Runtime, %s, %d classes)",
+        "Predicting with %s (%s, %s, %d classes)",
         args.checkpoint,
+        args.backend,
         meta.get("meta_architecture", "?"),
         len(names),
     )

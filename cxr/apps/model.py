@@ -1,7 +1,7 @@
 """Building a model for inference from a config and a checkpoint (what eval and predict use).
 
 Models come from an inference backend chosen by name (``--backend``) from
-:data:`INFERENCE_BACKEND_REGISTRY`: ``torch`` (here) or ``onnxruntime``
+:data:`INFERENCE_BACKEND_REGISTRY`: ``torch`` (here), ``onnxruntime`` or ``openvino``
 (:mod:`cxr.export.backends`, an exported ``model.onnx``). Each returns a module with detectron2's
 model interface; test-time augmentation wraps it when ``TEST.AUG.ENABLED``.
 """
@@ -68,13 +68,13 @@ def load_inference_model(
     Args:
         cfg: a config from :func:`cxr.engine.setup_config`.
         checkpoint: ``.pth`` file for ``torch`` (``.pkl`` only with ``allow_pickle``);
-            ``model.onnx`` from ``tools/export.py`` for ``onnxruntime``.
+            ``model.onnx`` from ``tools/export.py`` for ``onnxruntime`` / ``openvino``.
         backend: an :data:`INFERENCE_BACKEND_REGISTRY` name.
 
     Returns:
         ``(model, extra)``: the model and the checkpoint's other entries (e.g. ``iteration``).
     """
-    from .. import export  # noqa: F401  (registers the onnxruntime backend)
+    from .. import export  # noqa: F401  (registers the onnxruntime and openvino backends)
 
     if backend not in INFERENCE_BACKEND_REGISTRY:
         choices = INFERENCE_BACKEND_REGISTRY.names()

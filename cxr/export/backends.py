@@ -24,6 +24,7 @@ __all__ = [
     "detections_to_instances",
     "instances_to_detections",
     "load_onnxruntime_model",
+    "load_openvino_model",
 ]
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,15 @@ class OnnxRuntimeModel(nn.Module):
         return [{"instances": detections_to_instances(d, s)} for d, s in zip(dets, sizes)]
 
 
+def _load_exported(checkpoint: str, engine: str):
+    if not checkpoint.endswith(".onnx"):
+        raise ValueError(
+            f"--backend {engine} needs --checkpoint DIR/model.onnx (tools/export.py), "
+            f"got {checkpoint!r}"
+        )
+    return OnnxRuntimeModel(OnnxDetector(checkpoint, engine=engine)).eval(), {}
+
+
 @INFERENCE_BACKEND_REGISTRY.register_as("onnxruntime")
 def load_onnxruntime_model(cfg, checkpoint: str, *, allow_pickle: bool = False):
     """``checkpoint`` = an exported ``model.onnx``, run by ONNX Runtime on the CPU.
@@ -80,9 +90,14 @@ def load_onnxruntime_model(cfg, checkpoint: str, *, allow_pickle: bool = False):
     Returns:
         ``(OnnxRuntimeModel, {})``.
     """
-    if not checkpoint.endswith(".onnx"):
-        raise ValueError(
-            f"--backend onnxruntime needs --checkpoint DIR/model.onnx (tools/export.py), "
-            f"got {checkpoint!r}"
-        )
-    return OnnxRuntimeModel(OnnxDetector(checkpoint)).eval(), {}
+    return _load_exported(checkpoint, "onnxruntime")
+
+
+@INFERENCE_BACKEND_REGISTRY.register_as("openvino")
+def load_openvino_model(cfg, checkpoint: str, *, allow_pickle: bool = False):
+    """``checkpoint`` = an exported ``model.onnx``, compiled by OpenVINO for the CPU.
+
+    Returns:
+        ``(OnnxRuntimeModel, {})`` (the adapter is the same; only the engine differs).
+    """
+    return _load_exported(checkpoint, "openvino")

@@ -1,6 +1,7 @@
 """Export -> ONNX Runtime detections equal PyTorch's (fused model) on phantom radiographs."""
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -16,24 +17,34 @@ from cxr.export.verify import compare_backends
 NAMES8 = [f"c{i}" for i in range(8)]
 
 
-def _check(cfg, model, path, images):
+_NO_OPENVINO = importlib.util.find_spec("openvino") is None
+ENGINES = [
+    "onnxruntime",
+    pytest.param("openvino", marks=pytest.mark.skipif(_NO_OPENVINO, reason="openvino missing")),
+]
+
+
+def _check(cfg, model, path, images, engine="onnxruntime"):
     predictor = XrayPredictor(cfg, model=model)
 
     def ref(gray):
         return instances_to_detections(predictor(np.repeat(gray[:, :, None], 3, 2))["instances"])
 
     report = compare_backends(
-        ((str(i), im) for i, im in enumerate(images)), ref, OnnxDetector(path, num_threads=1)
+        ((str(i), im) for i, im in enumerate(images)),
+        ref,
+        OnnxDetector(path, num_threads=1, engine=engine),
     )
     assert report.detections > 0
     assert report.passes(), report
     return report
 
 
-def test_demo_retinanet_onnx_equals_torch(demo_retinanet, phantom_images, tmp_path):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_demo_retinanet_onnx_equals_torch(demo_retinanet, phantom_images, tmp_path, engine):
     cfg, model = demo_retinanet
     path = export_model(cfg, model, str(tmp_path), class_names=NAMES8, thresholds={"c1": 0.4})
-    _check(cfg, model, path, phantom_images)
+    _check(cfg, model, path, phantom_images, engine)
     meta = load_metadata(path)
     assert meta["class_names"] == NAMES8 and meta["thresholds"] == {"c1": 0.4}
     assert json.loads((tmp_path / "model.json").read_text()) == meta
@@ -44,10 +55,11 @@ def test_demo_retinanet_onnx_equals_torch(demo_retinanet, phantom_images, tmp_pa
     assert "BatchNormalization" not in ops
 
 
-def test_random_d0_onnx_equals_torch(random_d0, phantom_images, tmp_path):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_random_d0_onnx_equals_torch(random_d0, phantom_images, tmp_path, engine):
     cfg, model = random_d0
     path = export_model(cfg, model, str(tmp_path), class_names=NAMES8)
-    report = _check(cfg, model, path, phantom_images)
+    report = _check(cfg, model, path, phantom_images, engine)
     assert report.detections >= 30  # the calibrated random model does fire
 
 

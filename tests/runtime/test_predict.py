@@ -116,6 +116,23 @@ def test_torch_free_predict_equals_the_cxr_path(exported, inputs, tmp_path):
     assert "Predicting with" in (free / "log.txt").read_text()
 
 
+def test_openvino_backend_predicts_what_onnxruntime_predicts(exported, inputs, tmp_path):
+    pytest.importorskip("openvino")
+    runs = {}
+    for backend in ("onnxruntime", "openvino"):
+        out = tmp_path / backend
+        loaded = _torch_free(["--backend", backend, "--checkpoint", exported,
+                              "--input", inputs, "--output", str(out)])  # fmt: skip
+        assert loaded == []
+        runs[backend] = out
+    ort, ov = runs["onnxruntime"], runs["openvino"]
+    preds = _csv(ov / "predictions.csv")
+    assert len(preds) > 3
+    _assert_same_rows(preds, _csv(ort / "predictions.csv"), 2, atol=0.0100001)
+    _assert_same_rows(_csv(ov / "findings.csv"), _csv(ort / "findings.csv"), 2, atol=2e-6)
+    assert "openvino" in (ov / "log.txt").read_text()
+
+
 def test_operating_points_come_from_the_model_unless_given(exported, inputs, tmp_path):
     """No flag: the stored thresholds decide; --cm-threshold 1.01 and an empty thresholds.json
     make every image negative."""

@@ -73,11 +73,14 @@ def test_predict_onnxruntime_equals_torch(exported, phantom_set, tmp_path):
     np.testing.assert_allclose(num(a), num(b), atol=0.011)  # CSV rounding: 6 / 2 decimals
 
 
-def test_eval_onnxruntime_equals_torch(exported, tmp_path):
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_eval_exported_equals_torch(exported, tmp_path, backend):
+    if backend == "openvino":
+        pytest.importorskip("openvino")
     common = ["--config-file", DEMO_CONFIG, "--dataset", NAME, "--no-plots", "--bootstrap", "0"]
     load_tool("eval").main(common + ["--checkpoint", DEMO_WEIGHTS, "--output",
                                      str(tmp_path / "t")])  # fmt: skip
-    load_tool("eval").main(common + ["--checkpoint", exported["model"], "--backend", "onnxruntime",
+    load_tool("eval").main(common + ["--checkpoint", exported["model"], "--backend", backend,
                                      "--output", str(tmp_path / "o")])  # fmt: skip
     mt = json.load(open(tmp_path / "t" / "metrics.json"))
     mo = json.load(open(tmp_path / "o" / "metrics.json"))
