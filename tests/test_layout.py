@@ -106,7 +106,9 @@ def test_long_function_scanner_counts_lines(tmp_path):
 
 #: what cxr_runtime may import besides the standard library and itself: the deployable runtime
 #: of exported models (no torch, no detectron2, no cxr)
-RUNTIME_ALLOWED = {"cxr_runtime", "numpy", "cv2", "PIL", "pydicom", "onnxruntime", "openvino", "tqdm"}
+RUNTIME_ALLOWED = {
+    "cxr_runtime", "numpy", "cv2", "PIL", "pydicom", "onnxruntime", "openvino", "tqdm"
+}  # fmt: skip
 
 
 def _absolute_imports(path: str) -> set[tuple[str, int]]:
