@@ -1,11 +1,12 @@
 """cxr_runtime: the deployable, torch-free runtime of exported cxr models.
 
-It needs numpy, Pillow, OpenCV (``opencv-python-headless``), pydicom, onnxruntime and tqdm, and
+It needs numpy, Pillow, OpenCV (``opencv-python-headless``), pydicom, tqdm and onnxruntime (or
+openvino for ``engine="openvino"``), and
 never imports torch, detectron2 or :mod:`cxr` (``import cxr`` registers everything into
 detectron2, which a prediction process does not need):
 
 - :mod:`cxr_runtime.detector`: :class:`~cxr_runtime.detector.OnnxDetector`, an exported
-  ``model.onnx`` run by ONNX Runtime with its numpy post-processing;
+  ``model.onnx`` run by ONNX Runtime (or OpenVINO) with its numpy post-processing;
 - :mod:`cxr_runtime.io`: PNG / JPEG / DICOM readers;
 - :mod:`cxr_runtime.operating_points`: the decision rule and ``thresholds.json``;
 - :mod:`cxr_runtime.predict`: the prediction loop and its output files (``tools/predict.py``);

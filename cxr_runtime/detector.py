@@ -1,4 +1,5 @@
-"""Inference on an exported cxr model with ONNX Runtime: numpy, Pillow and onnxruntime only.
+"""Inference on an exported cxr model with ONNX Runtime (or OpenVINO): numpy, Pillow and the
+engine only.
 
 This module never imports torch or detectron2, so a process that only predicts starts in about a
 second (see docs/deploy.md). What the exported graph leaves out is done here in numpy, the same
