@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import glob
 import json
 import logging
 import os
@@ -63,31 +62,27 @@ def operator_profile(path: str, image: np.ndarray, runs: int = 10) -> list[dict]
     Returns:
         rows ``{"op", "ms_per_run", "nodes", "share"}``, slowest first.
     """
+    warmup = 3
     with tempfile.TemporaryDirectory() as tmp:
         sess = _session(path, profile_prefix=os.path.join(tmp, "ort"))
         feed = {sess.get_inputs()[0].name: image}
-        for _ in range(3):
+        for _ in range(warmup + runs):
             sess.run(None, feed)
-        sess.end_profiling()  # drop the warm-up (first-run allocation) from the profile
-        sess = _session(path, profile_prefix=os.path.join(tmp, "ort_timed"))
-        for _ in range(3):
-            sess.run(None, feed)
-        for _ in range(runs):
-            sess.run(None, feed)
-        events = json.load(open(sess.end_profiling()))
-        for f in glob.glob(os.path.join(tmp, "*.json")):
-            os.remove(f)
+        with open(sess.end_profiling()) as f:
+            events = json.load(f)
+    # the warm-up runs (first-run allocation) are left out: node events before the end of the
+    # last warm-up "model_run"
+    run_ends = sorted(e["ts"] + e["dur"] for e in events if e.get("name") == "model_run")
+    start = run_ends[warmup - 1] if len(run_ends) >= warmup else 0
     total, nodes = collections.Counter(), collections.defaultdict(set)
     for e in events:
-        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] > start:
             op = e["args"]["op_name"]
             total[op] += e["dur"]
             nodes[op].add(e["name"])
-    runs_seen = runs + 3
     grand = sum(total.values())
     return [
-        {"op": op, "ms_per_run": us / runs_seen / 1000, "nodes": len(nodes[op]),
-         "share": us / grand}  # fmt: skip
+        {"op": op, "ms_per_run": us / runs / 1000, "nodes": len(nodes[op]), "share": us / grand}
         for op, us in total.most_common()
     ]
 
