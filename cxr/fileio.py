@@ -9,5 +9,6 @@ from cxr_runtime.fileio import (  # noqa: F401
     write_bytes_atomic,
     write_csv_atomic,
     write_json_atomic,
+    write_png_atomic,
     write_text_atomic,
 )

@@ -27,6 +27,7 @@ __all__ = [
     "write_bytes_atomic",
     "write_csv_atomic",
     "write_json_atomic",
+    "write_png_atomic",
     "write_text_atomic",
 ]
 
@@ -84,6 +85,21 @@ def atomic_write(path: str, write: Callable[[BinaryIO], object]) -> None:
 def write_bytes_atomic(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     atomic_write(path, lambda f: f.write(data))
+
+
+def write_png_atomic(path: str, image: np.ndarray, params: Sequence[int] = ()) -> None:
+    """Encode ``image`` (HxW gray or HxWx3 BGR uint8, OpenCV's channel order) as PNG and write
+    it atomically; ``params`` are OpenCV ``imwrite`` flags (e.g. PNG compression).
+
+    Raises:
+        OSError naming ``path`` when OpenCV cannot encode the image.
+    """
+    import cv2
+
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(image), list(params))
+    if not ok:
+        raise OSError(f"PNG encoding failed for {path}")
+    write_bytes_atomic(path, buf.tobytes())
 
 
 def write_text_atomic(path: str, text: str) -> None:

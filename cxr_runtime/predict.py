@@ -39,7 +39,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from .detector import Detections
-from .fileio import atomic_open, write_bytes_atomic, write_csv_atomic
+from .fileio import atomic_open, write_csv_atomic, write_png_atomic
 from .io import ImageReadError, is_dicom, read_xray
 from .operating_points import class_thresholds, load_thresholds, positive_findings
 from .paths import check_predict_output, input_not_found
@@ -148,15 +148,6 @@ class PredictedImage:
 OverlayHook = Callable[[PredictedImage], "dict[str, np.ndarray]"]
 
 
-def _write_png(path: str, bgr: np.ndarray) -> None:
-    import cv2
-
-    ok, buf = cv2.imencode(".png", bgr)
-    if not ok:
-        raise OSError(f"PNG encoding failed for {path}")
-    write_bytes_atomic(path, buf.tobytes())
-
-
 class _Run:
     """State of one :func:`predict_files` call: the predictor, thresholds and counters."""
 
@@ -207,10 +198,10 @@ class _Run:
         stem = os.path.join(
             self.overlay_dir, f"{p.index:05d}_{os.path.splitext(os.path.basename(p.path))[0]}"
         )
-        _write_png(stem + ".png", draw_overlay(gray, p.boxes[k], labels))
+        write_png_atomic(stem + ".png", draw_overlay(gray, p.boxes[k], labels))
         for hook in self.hooks:
             for suffix, bgr in hook(p).items():
-                _write_png(f"{stem}{suffix}.png", bgr)
+                write_png_atomic(f"{stem}{suffix}.png", bgr)
 
 
 def predict_files(

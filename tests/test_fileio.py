@@ -16,6 +16,7 @@ from cxr.fileio import (
     write_bytes_atomic,
     write_csv_atomic,
     write_json_atomic,
+    write_png_atomic,
     write_text_atomic,
 )
 
@@ -85,3 +86,16 @@ def test_read_json_names_the_file_and_what_it_is(tmp_path):
     bad.write_bytes(b"{not json")
     with pytest.raises(ValueError, match=r"bad\.json: not valid JSON"):
         read_json(str(bad))
+
+
+def test_png_round_trips_through_opencv(tmp_path):
+    import cv2
+
+    rng = np.random.default_rng(0)
+    gray = rng.integers(0, 256, (17, 23), dtype=np.uint8)
+    bgr = rng.integers(0, 256, (17, 23, 3), dtype=np.uint8)
+    write_png_atomic(str(tmp_path / "g.png"), gray)
+    write_png_atomic(str(tmp_path / "c.png"), bgr[:, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    np.testing.assert_array_equal(cv2.imread(str(tmp_path / "g.png"), cv2.IMREAD_UNCHANGED), gray)
+    np.testing.assert_array_equal(cv2.imread(str(tmp_path / "c.png")), bgr[:, ::-1])
+    assert sorted(os.listdir(tmp_path)) == ["c.png", "g.png"]  # no temp files left

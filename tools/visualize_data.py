@@ -15,14 +15,13 @@ Examples::
 import argparse
 import os
 
-import cv2
 import numpy as np
 
 import cxr  # noqa: F401  (registers the datasets)
 from cxr.config import load_config
 from cxr.data import build_mapper
 from cxr.data.io import read_xray
-from cxr.fileio import write_bytes_atomic
+from cxr.fileio import write_png_atomic
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 from detectron2.utils.visualizer import Visualizer
@@ -86,10 +85,7 @@ def main(argv=None):
         path = os.path.join(
             args.output, f"{os.path.splitext(os.path.basename(d['file_name']))[0]}.png"
         )
-        ok, buf = cv2.imencode(".png", rgb[:, :, ::-1])
-        if not ok:
-            raise RuntimeError(f"OpenCV could not encode the drawing of {d['file_name']} as PNG")
-        write_bytes_atomic(path, buf.tobytes())
+        write_png_atomic(path, rgb[:, :, ::-1])
         written.append(path)
     print(f"wrote {len(written)} image(s) to {args.output}")
     return written

@@ -36,7 +36,7 @@ from ..evaluation.report import (
     write_pr_curves_tensorboard,
     write_report,
 )
-from ..fileio import write_bytes_atomic, write_json_atomic
+from ..fileio import write_json_atomic, write_png_atomic
 from .coco_json import coco_file_names, load_coco_files
 from .model import load_inference_model, weights_digest
 from .paths import check_output_dir, input_not_found
@@ -223,8 +223,6 @@ def write_gradcam_images(cfg, model, dataset_name: str, out_dir: str, evaluator_
     Returns:
         the PNG paths written.
     """
-    import cv2
-
     from ..engine.gradcam_hook import GradCAMRenderer, explained_model
 
     n = cfg.CXR.VIS.GRADCAM_IMAGES
@@ -241,10 +239,7 @@ def write_gradcam_images(cfg, model, dataset_name: str, out_dir: str, evaluator_
         file_name = pic.record.get("file_name", "")
         stem = os.path.splitext(os.path.basename(file_name))[0]
         paths.append(os.path.join(out_dir, f"{pic.index:05d}_{stem}.png"))
-        ok, buf = cv2.imencode(".png", np.ascontiguousarray(pic.image[:, :, ::-1]))
-        if not ok:
-            raise RuntimeError(f"could not encode the Grad-CAM image of {file_name}")
-        write_bytes_atomic(paths[-1], buf.tobytes())
+        write_png_atomic(paths[-1], pic.image[:, :, ::-1])
         rows.append({"png": os.path.basename(paths[-1]), "file": file_name,
                      "explained": pic.caption, "map_in_boxes": round(pic.in_boxes, 4)})  # fmt: skip
     if rows:

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from ..fileio import write_bytes_atomic, write_text_atomic
+from ..fileio import write_png_atomic, write_text_atomic
 from ..registry import NamedRegistry
 
 __all__ = [
@@ -340,10 +340,7 @@ def render_job(job: tuple) -> None:
     path, index, seed, size, boxes = job
     rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
     img = render_phantom(boxes, size, rng)
-    ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 3])
-    if not ok:
-        raise OSError(f"PNG encoding failed for {path}")
-    write_bytes_atomic(path, buf.tobytes())
+    write_png_atomic(path, img, [cv2.IMWRITE_PNG_COMPRESSION, 3])
 
 
 def read_boxes(bbox_csv: str) -> pd.DataFrame:
