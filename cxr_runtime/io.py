@@ -1,12 +1,15 @@
 """Reading chest radiographs: PNG / JPEG (8 or 16 bit, gray, RGB, RGBA) and DICOM.
 
-Every reader returns a 2-D ``uint8`` array (H x W, 0 = black). Any failure (missing, empty,
-truncated or undecodable file) raises :class:`ImageReadError`, whose message names the file.
+Every reader returns a 2-D ``uint8`` array (H x W, 0 = black); ``read_xray(path, bit_depth=16)``
+returns ``uint16`` (0-65535) from the same steps, for prepared copies that keep the precision.
+Any failure (missing, empty, truncated or undecodable file) raises :class:`ImageReadError`, whose
+message names the file.
 
 DICOM pixel data go through the modality LUT (rescale slope / intercept), then the VOI LUT or
-the first window center / width, then are scaled to 0-255; ``MONOCHROME1`` images (where high
-values are dark) are inverted so that bone is always bright. Data without a window (16-bit
-PNGs, DICOMs without VOI attributes) are scaled min-max.
+the first window center / width, then are scaled to 0-255 (0-65535); ``MONOCHROME1`` images
+(where high values are dark) are inverted so that bone is always bright. Data without a window
+(16-bit PNGs, DICOMs without VOI attributes) are scaled min-max to 8 bits; at 16 bits a 16-bit
+PNG is kept as stored and an 8-bit one is multiplied by 257.
 """
 
 from __future__ import annotations
@@ -77,15 +80,36 @@ def _read_bytes(path: str) -> bytes:
     return data
 
 
-def _scale_min_max(arr: np.ndarray) -> np.ndarray:
+_OUT_TYPES = {8: (np.uint8, 255.0), 16: (np.uint16, 65535.0)}  # bit depth -> (dtype, white)
+
+
+def _out_type(bit_depth: int) -> tuple[type, float]:
+    if bit_depth not in _OUT_TYPES:
+        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth!r}")
+    return _OUT_TYPES[bit_depth]
+
+
+def _scale_min_max(arr: np.ndarray, bit_depth: int = 8) -> np.ndarray:
+    dtype, white = _out_type(bit_depth)
     arr = arr.astype(np.float32, copy=False)
     lo, hi = float(arr.min()), float(arr.max())
     if hi <= lo:
-        return np.zeros(arr.shape, np.uint8)
-    return np.round((arr - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+        return np.zeros(arr.shape, dtype)
+    return np.round((arr - lo) * (white / (hi - lo))).astype(dtype)
 
 
-def _to_gray_uint8(img: np.ndarray, path: str) -> np.ndarray:
+def _to_gray(img: np.ndarray, path: str, bit_depth: int) -> np.ndarray:
+    """Gray at ``bit_depth``: 16-bit data kept (16) or min-max scaled (8); 8-bit data kept (8)
+    or multiplied by 257 (16)."""
+    img = _to_gray_uint8(img, path) if bit_depth == 8 else _gray_channel(img, path)
+    if bit_depth == 8 or img.dtype == np.uint16:
+        return img
+    if img.dtype == np.uint8:
+        return img.astype(np.uint16) * np.uint16(257)
+    return _scale_min_max(img, bit_depth)
+
+
+def _gray_channel(img: np.ndarray, path: str) -> np.ndarray:
     if img.ndim == 3:
         if img.shape[2] == 1:
             img = img[:, :, 0]
@@ -97,16 +121,22 @@ def _to_gray_uint8(img: np.ndarray, path: str) -> np.ndarray:
             raise ImageReadError(path, f"unsupported channel count {img.shape[2]}")
     if img.ndim != 2:
         raise ImageReadError(path, f"unsupported image shape {img.shape}")
+    return img
+
+
+def _to_gray_uint8(img: np.ndarray, path: str) -> np.ndarray:
+    img = _gray_channel(img, path)
     if img.dtype == np.uint8:
         return img
     return _scale_min_max(img)
 
 
-def _window(arr: np.ndarray, center: float, width: float) -> np.ndarray:
-    """DICOM PS3.3 C.11.2.1.2.1 linear windowing to 0-255."""
+def _window(arr: np.ndarray, center: float, width: float, bit_depth: int = 8) -> np.ndarray:
+    """DICOM PS3.3 C.11.2.1.2.1 linear windowing to 0-255 (0-65535 at 16 bits)."""
+    dtype, white = _out_type(bit_depth)
     width = max(float(width), 1.0)
     x = (arr.astype(np.float32) - (float(center) - 0.5)) / (width - 1.0 if width > 1 else 1.0) + 0.5
-    return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return np.round(np.clip(x, 0.0, 1.0) * white).astype(dtype)
 
 
 def _first(value) -> float:
@@ -116,7 +146,7 @@ def _first(value) -> float:
         return float(value)
 
 
-def _read_dicom(path: str) -> np.ndarray:
+def _read_dicom(path: str, bit_depth: int = 8) -> np.ndarray:
     import pydicom
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
@@ -128,40 +158,43 @@ def _read_dicom(path: str) -> np.ndarray:
     if arr.ndim == 3 and ds.get("SamplesPerPixel", 1) == 1:
         arr = arr[0]  # multi-frame: first frame
     if arr.ndim != 2:
-        return _to_gray_uint8(arr, path)
+        return _to_gray(arr, path, bit_depth)
     arr = apply_modality_lut(arr, ds)
     if "VOILUTSequence" in ds:
-        out = _scale_min_max(apply_voi_lut(arr, ds))
+        out = _scale_min_max(apply_voi_lut(arr, ds), bit_depth)
     elif "WindowCenter" in ds and "WindowWidth" in ds:
-        out = _window(arr, _first(ds.WindowCenter), _first(ds.WindowWidth))
+        out = _window(arr, _first(ds.WindowCenter), _first(ds.WindowWidth), bit_depth)
     else:
-        out = _scale_min_max(arr)
+        out = _scale_min_max(arr, bit_depth)
     if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
-        out = 255 - out
+        out = np.iinfo(out.dtype).max - out
     return out
 
 
-def read_xray(path: str) -> np.ndarray:
+def read_xray(path: str, bit_depth: int = 8) -> np.ndarray:
     """Read a radiograph as grayscale.
 
     Args:
         path: a PNG, JPEG (or anything OpenCV decodes) or DICOM (``.dcm``/``.dicom`` or ``DICM``
             magic) file.
+        bit_depth: 8 (``uint8``, 0-255) or 16 (``uint16``, 0-65535: the same windowing and
+            inversion without rounding to 8 bits; see the module docstring).
 
     Returns:
-        H x W ``uint8`` array, bright = dense.
+        H x W ``uint8`` (``uint16``) array, bright = dense.
 
     Raises:
         ImageReadError: the file is missing, empty, truncated or undecodable.
     """
     path = os.fspath(path)
+    _out_type(bit_depth)
     data = _read_bytes(path)
     if is_dicom(path, data[:132]):
-        return _read_dicom(path)
+        return _read_dicom(path, bit_depth)
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise ImageReadError(path, "undecodable or truncated image data")
-    return _to_gray_uint8(img, path)
+    return _to_gray(img, path, bit_depth)
 
 
 def _png_size(head: bytes) -> tuple[int, int] | None:

@@ -8,9 +8,12 @@ Example::
     # classification set: N Data_Entry rows, image labels only (datasets/phantom_nih_cls)
     python datasets/prepare_phantom.py --classification 3000 --size 256
 
+    # N real-size 16-bit DICOM films (3000 x 2500, VinDr layout: datasets/phantom_vindr)
+    python datasets/prepare_phantom.py --dicom 40 --transfer-syntax rle
+
 A rerun with the same arguments on a complete folder returns at once (manifest cache).
 See :mod:`cxr.data.phantom` for how lesions look, :mod:`cxr.data.phantom_cls` for the
-classification set.
+classification set, :mod:`cxr.data.phantom_dicom` for the DICOM films.
 """
 import argparse
 import logging
@@ -31,6 +34,14 @@ def main(argv=None) -> int:
         "--classification", type=int, default=0, metavar="N",
         help="render the classification set of N images (Data_Entry labels) instead",
     )  # fmt: skip
+    p.add_argument(
+        "--dicom", type=int, default=0, metavar="N",
+        help="render N real-size 16-bit DICOM films (VinDr layout) instead",
+    )  # fmt: skip
+    p.add_argument("--film-size", type=int, nargs=2, default=[3000, 2500], metavar=("H", "W"),
+                   help="--dicom film height and width in pixels")  # fmt: skip
+    p.add_argument("--transfer-syntax", choices=["explicit", "rle"], default="explicit",
+                   help="--dicom: uncompressed or RLE Lossless")  # fmt: skip
     p.add_argument("--size", type=int, default=512, help="image side in pixels")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--negatives", type=int, default=0, help="lesion-free 'No Finding' images")
@@ -44,6 +55,8 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.classification:
         return _classification(args)
+    if args.dicom:
+        return _dicom(args)
     args.output = args.output or os.path.join(HERE, "phantom_nih")
     m = generate_phantom_dataset(
         args.output,
@@ -76,6 +89,20 @@ def _classification(args) -> int:
         f"phantom classification: {m['num_images']} images ({m['no_finding']} No Finding) at "
         f"{m['size']} px {state} in {out} ({m['seconds']:.1f} s); positives: {m['positives']}"
     )
+    return 0
+
+
+def _dicom(args) -> int:
+    from cxr.data.phantom_dicom import generate_phantom_dicoms
+
+    out = args.output or os.path.join(HERE, "phantom_vindr")
+    h, w = args.film_size
+    m = generate_phantom_dicoms(
+        out, args.bbox_csv, args.dicom, height=h, width=w,
+        transfer_syntax=args.transfer_syntax, seed=args.seed, workers=args.workers,
+    )  # fmt: skip
+    print(f"phantom DICOMs: {m['num_images']} films ({m['num_boxes']} boxes) of {h} x {w}, "
+          f"{m['transfer_syntax']}, in {out}")  # fmt: skip
     return 0
 
 

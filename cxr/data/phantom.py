@@ -429,21 +429,25 @@ def render_jobs(
     return jobs
 
 
-def render_all(jobs: list[tuple], workers: int, desc: str = "phantom images") -> None:
-    """Render ``jobs`` (:func:`render_job` arguments) in ``workers`` processes (1: in this one),
-    with a progress bar labelled ``desc`` on a tty."""
+def render_all(
+    jobs: list[tuple], workers: int, desc: str = "phantom images", job_fn=None
+) -> None:
+    """Render ``jobs`` (arguments of ``job_fn``, default :func:`render_job`; a module-level
+    function) in ``workers`` processes (1: in this one), with a progress bar labelled ``desc`` on
+    a tty."""
+    job_fn = job_fn or render_job
     progress = tqdm(total=len(jobs), desc=desc, unit="img", disable=None)
     with progress:
         if workers <= 1:
             for job in jobs:
-                render_job(job)
+                job_fn(job)
                 progress.update()
             return
         # Fresh (spawned) workers: a forked child that touches OpenCV's thread pool after the
         # parent started it can deadlock.
         ctx = get_context("spawn")
         with ctx.Pool(workers, initializer=cv2.setNumThreads, initargs=(1,)) as pool:
-            for _ in pool.imap_unordered(render_job, jobs, chunksize=16):
+            for _ in pool.imap_unordered(job_fn, jobs, chunksize=16):
                 progress.update()
 
 

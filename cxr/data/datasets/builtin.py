@@ -9,8 +9,12 @@ Expected layout (only what exists is registered; nothing is read until a dataset
   (image labels; split respects the box split, see :mod:`.nih_cls`)
 - ``phantom_nih_cls/`` (Data_Entry + images) -> ``phantom_nih_cls_{train,val,test,all}``
 - ``vindr_cxr/{train.csv, train/}`` -> ``vindr_cxr_{train,val,test,all}``
+- ``phantom_vindr/`` (same layout as ``vindr_cxr/``: real-size phantom DICOMs, see
+  :mod:`cxr.data.phantom_dicom`) -> ``phantom_vindr_{train,val,test,all}``
 - ``rsna_pneumonia/{stage_2_train_labels.csv, stage_2_train_images/}`` ->
   ``rsna_pneumonia_{train,val,test,all}``
+- prepared PNG copies ``<folder>@<size>/<name>/records.json`` (``tools/prepare_data.py``) ->
+  ``<name>@<size>`` (see :mod:`.prepared`)
 
 The train / val / test splits (70/15/15 by patient, seed 0, stratified by class) are cached as
 ``<dataset folder>/split_seed0.json`` on first use and reused while the patients match;
@@ -32,6 +36,7 @@ from ..splits import SPLIT_NAMES, apply_split, cached_split
 from .common import register_splits
 from .nih import NIH_CLASSES, load_nih
 from .nih_cls import PHANTOM_FINDINGS, register_nih_cls
+from .prepared import register_prepared_copies
 from .rsna import RSNA_CLASSES, load_rsna
 from .vindr import VINDR_CLASSES, load_vindr
 
@@ -145,6 +150,7 @@ LAYOUTS = (
         lambda prefix, folder: register_nih_cls(prefix, folder, "phantom_nih", PHANTOM_FINDINGS),
     ),
     DatasetLayout("vindr_cxr", "vindr_cxr", "train.csv", _register_vindr),
+    DatasetLayout("phantom_vindr", "phantom_vindr", "train.csv", _register_vindr),
     DatasetLayout("rsna_pneumonia", "rsna_pneumonia", "stage_2_train_labels.csv", _register_rsna),
 )  # fmt: skip
 _LAYOUT_OF = {layout.prefix: layout for layout in LAYOUTS}
@@ -161,7 +167,7 @@ def register_all_cxr(root: str = "datasets") -> list[str]:
     names = []
     for layout in LAYOUTS:
         names += layout.register(layout.prefix, os.path.join(root, layout.folder))
-    return names
+    return names + register_prepared_copies(root)
 
 
 class DatasetNotFoundError(KeyError):
