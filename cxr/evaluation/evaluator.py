@@ -14,6 +14,7 @@ from detectron2.utils import comm
 
 from .build import EVALUATOR_REGISTRY
 from .config import eval_kwargs_from_cfg
+from .frames import to_original_frame
 from .medical import MedicalResult, compute_medical_metrics, flat_results
 from .operating_points import load_thresholds
 from .records import coco_category_ids, dataset_to_detection_set
@@ -35,8 +36,11 @@ class CXREvaluator(DatasetEvaluator):
     Ground truth: ``DatasetCatalog.get(dataset_name)`` (boxes in any BoxMode, contiguous
     ``category_id``; ``patient_id`` = bootstrap unit when present); images without boxes are
     negatives for every class. Class names: ``MetadataCatalog.get(name).thing_classes``.
-    Predictions: ``Instances`` with ``pred_boxes`` (XYXY_ABS in original image pixels),
-    ``scores``, ``pred_classes``. Gathered from every rank with detectron2's ``comm``; only the
+    Predictions: ``Instances`` with ``pred_boxes`` (XYXY_ABS in the record's image pixels),
+    ``scores``, ``pred_classes``. Records of prepared films (a ``scale`` field, see
+    :mod:`cxr.evaluation.frames`) are scored in the original films' pixels: ground truth and
+    detections are divided by ``scale`` first, so metrics and ``predictions.json`` match an
+    evaluation on the originals. Gathered from every rank with detectron2's ``comm``; only the
     main process computes and writes.
 
     ``evaluate()`` returns ``{"cxr": {name: float}}`` (see
@@ -179,7 +183,8 @@ class CXREvaluator(DatasetEvaluator):
         if not preds:
             logger.warning("[CXREvaluator] no predictions received: every image has none")
         t0 = time.perf_counter()
-        dicts = DatasetCatalog.get(self._dataset_name)
+        # prepared films (records with ``scale``): boxes and metrics in the originals' pixels
+        dicts, preds = to_original_frame(DatasetCatalog.get(self._dataset_name), preds)
         dset, order, patients = dataset_to_detection_set(
             dicts, len(self._class_names), preds, self._dataset_name
         )
