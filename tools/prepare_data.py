@@ -14,6 +14,7 @@ A rerun after a kill skips finished films and complete shards. Unreadable source
 errors.csv; the exit status is 1 when nothing could be written, 2 on bad arguments or a copy
 folder prepared with other settings. See docs/prepare.md. Logic: :mod:`cxr.data.prepare`.
 """
+
 import argparse
 import logging
 import os

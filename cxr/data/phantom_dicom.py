@@ -21,6 +21,7 @@ Films are chosen one per patient (seeded) among the NIH box images, so patient-l
 as many patients as films. Output is deterministic for the same arguments; a film whose file
 exists is not rendered again (a killed run resumes).
 """
+
 from __future__ import annotations
 
 import io

@@ -20,6 +20,7 @@ from ``prepare.json`` when the original is not registered) plus ``prepared_from=
 ``prepared_size=<size>``. Shard copies (``format: "wds"``, ``<folder>@<size>-wds/``) are
 registered by the WebDataset reader, not here.
 """
+
 from __future__ import annotations
 
 import functools

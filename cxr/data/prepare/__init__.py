@@ -4,6 +4,7 @@ files or WebDataset shards with a manifest (``tools/prepare_data.py``; docs/prep
 The on-disk layout is described in :mod:`cxr.data.datasets.prepared`, which registers PNG copies
 as ``<name>@<size>``.
 """
+
 from .copy import CopySpec, PrepareError  # noqa: F401
 from .film import prepare_film, safe_keys, scale_record  # noqa: F401
 from .run import prepare_datasets, resolve_datasets  # noqa: F401

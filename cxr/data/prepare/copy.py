@@ -1,5 +1,6 @@
 """The files at the top of a prepared copy: ``prepare.json`` (checked against the run before
 anything is written), ``manifest.csv`` and ``errors.csv``."""
+
 from __future__ import annotations
 
 import csv

@@ -1,5 +1,6 @@
 """One film, decoded once: read (the code of ``read_xray``), resized by the long side, encoded as
 PNG; and its dataset record scaled to the prepared film."""
+
 from __future__ import annotations
 
 import hashlib

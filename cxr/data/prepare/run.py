@@ -6,6 +6,7 @@ copy, by default ``<data root>/<folder>@<size>/`` (PNG) or ``<folder>@<size>-wds
 original patient-level splits. Films are decoded once each, in ``workers`` processes, with a
 progress bar (rate, ETA); a rerun after a kill skips finished films and complete shards.
 """
+
 from __future__ import annotations
 
 import difflib

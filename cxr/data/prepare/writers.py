@@ -8,6 +8,7 @@ its manifest and error rows. Work already on disk is reused: a PNG file exists o
 (temp file + rename); a shard exists only once complete (written to a temp file, renamed); a
 split's ``records.json`` / ``index.json`` is written last.
 """
+
 from __future__ import annotations
 
 import glob
