@@ -61,6 +61,8 @@ COMPARISONS = (
     # absolute goals (median <= 0.5 s; <= 2 s wall and <= 400 MB): goal_* fields of details.json
     Comparison("predict_dicom_end_to_end_d0", "predict_dicom_end_to_end_d0", None, 5, 1),
     Comparison("predict_cold_onnxruntime_d0", "predict_cold_onnxruntime_d0", None, 2, 0),
+    Comparison("data_dicom_prepared_vs_original", "data_dicom_prepared", 5.0, 3, 1),
+    Comparison("prepare_films_per_s", "prepare_films_per_s", None, 3, 0),
 )
 _BY_NAME = {c.name: c for c in COMPARISONS}
 
