@@ -207,3 +207,38 @@ def test_unreadable_sources_go_to_errors_csv(real_root, tmp_path):
     assert err["image_id"] == bad_id and bad_id in err["source_path"]
     assert "cannot read image" in err["error"] and bad_id not in {
         r["image_id"] for r in _manifest(c["folder"])}  # fmt: skip
+
+
+def test_train_net_and_eval_only_on_a_prepared_copy(real_root, tmp_path):
+    """tools/train_net.py takes ``<name>@<size>`` names; the evaluator reports boxes in the
+    original films' pixels (predictions.json beyond the 64 px prepared frame)."""
+    import sys
+
+    from dataformats import REPO
+
+    sys.path.insert(0, os.path.join(REPO, "tools"))
+    import train_net
+
+    prepare_datasets(["phantom_vindr_all"], 64, "png", root=real_root)
+    register_prepared_copies(real_root)
+    out = str(tmp_path / "run")
+    opts = ["MODEL.DEVICE", "cpu", "MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.RES2_OUT_CHANNELS",
+            "64", "MODEL.RETINANET.NUM_CLASSES", "14", "MODEL.RETINANET.SCORE_THRESH_TEST", "0.0",
+            "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "64",
+            "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "64", "SOLVER.IMS_PER_BATCH", "2",
+            "SOLVER.BASE_LR", "0.001", "SOLVER.WARMUP_ITERS", "0", "SOLVER.STEPS", "()",
+            "DATALOADER.NUM_WORKERS", "0", "TEST.EVAL_PERIOD", "0", "SOLVER.MAX_ITER", "1",
+            "DATASETS.TRAIN", "('phantom_vindr_train@64',)", "CXR.EVAL.PLOTS", "False",
+            "CXR.EVAL.HTML_REPORT", "False",
+            "DATASETS.TEST", "('phantom_vindr_test@64',)", "OUTPUT_DIR", out]  # fmt: skip
+    cfg_file = os.path.join(REPO, "configs", "nih", "retinanet_R_18_FPN.yaml")
+    train_net.cli(["--config-file", cfg_file, *opts])
+    ckpt = os.path.join(out, "model_final.pth")
+    assert os.path.isfile(ckpt)
+    args = ["--config-file", cfg_file, "--eval-only", *opts, "MODEL.WEIGHTS", ckpt]
+    results = train_net.main(train_net.argument_parser().parse_args(args))
+    assert "cxr" in results and "AP" in results["cxr"]
+    (pred_file,) = glob.glob(os.path.join(out, "**", "predictions.json"), recursive=True)
+    preds = json.load(open(pred_file))
+    assert preds and max(p["bbox"][0] + p["bbox"][2] for p in preds) > 64  # original pixels
+    assert max(p["bbox"][1] + p["bbox"][3] for p in preds) <= REAL_SIZE[0] + 1e-6
