@@ -73,3 +73,32 @@ def test_errors_name_the_file(tmp_path):
     for path in (missing, str(empty)):
         with pytest.raises(ImageReadError, match="cannot read image"):
             read_xray_size(path)
+
+
+def test_read_at_16_bits_keeps_the_8_bit_steps(tmp_path):
+    """bit_depth=16: the same window / inversion / scaling as 8 bits, 257 times finer."""
+    rng = np.random.default_rng(0)
+    raw = rng.integers(0, 4096, (40, 30)).astype(np.uint16)
+    for photometric in ("MONOCHROME2", "MONOCHROME1"):
+        for window in ((1024.0, 2048.0), None):  # window (with rescale) and min-max
+            path = write_dicom(str(tmp_path / f"{photometric}{window}.dcm"), raw, photometric,
+                               window, slope=1.0, intercept=-1024.0)  # fmt: skip
+            img8, img16 = read_xray(path), read_xray(path, bit_depth=16)
+            assert img8.dtype == np.uint8 and img16.dtype == np.uint16
+            assert np.abs(img16 / 257.0 - img8).max() <= 0.5 + 1e-6
+            assert img16.max() == 65535 and img16.min() == 0
+            ref = raw.astype(float) if window is None else np.clip(
+                (raw - 1024.0 - (1024.0 - 0.5)) / 2047.0 + 0.5, 0, 1)  # fmt: skip
+            flip = photometric == "MONOCHROME1"
+            corr = np.corrcoef(ref.ravel(), img16.astype(float).ravel())[0, 1]
+            assert corr < -0.99 if flip else corr > 0.99
+    gray = rng.integers(0, 256, (6, 5)).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "g.png"), gray)
+    np.testing.assert_array_equal(
+        read_xray(str(tmp_path / "g.png"), 16), gray.astype(np.uint16) * 257
+    )
+    g16 = rng.integers(100, 900, (6, 5)).astype(np.uint16)  # a 16-bit PNG is kept as stored
+    cv2.imwrite(str(tmp_path / "h.png"), g16)
+    np.testing.assert_array_equal(read_xray(str(tmp_path / "h.png"), 16), g16)
+    with pytest.raises(ValueError, match="bit_depth"):
+        read_xray(str(tmp_path / "h.png"), 12)
