@@ -242,3 +242,13 @@ def test_train_net_and_eval_only_on_a_prepared_copy(real_root, tmp_path):
     preds = json.load(open(pred_file))
     assert preds and max(p["bbox"][0] + p["bbox"][2] for p in preds) > 64  # original pixels
     assert max(p["bbox"][1] + p["bbox"][3] for p in preds) <= REAL_SIZE[0] + 1e-6
+
+
+def test_unprepared_copy_name_says_how_to_make_it(real_root):
+    from cxr.data.datasets.builtin import DatasetNotFoundError
+
+    with pytest.raises(DatasetNotFoundError, match=r"prepare_data\.py --dataset phantom_vindr_val "
+                                                   r"--size 333 --format wds"):  # fmt: skip
+        DatasetCatalog.get("phantom_vindr_val@333-wds")
+    with pytest.raises(DatasetNotFoundError, match="no prepared copy of phantom_vindr_val at 333"):
+        DatasetCatalog.get("phantom_vindr_val@333")

@@ -36,7 +36,7 @@ from ..splits import SPLIT_NAMES, apply_split, cached_split
 from .common import register_splits
 from .nih import NIH_CLASSES, load_nih
 from .nih_cls import PHANTOM_FINDINGS, register_nih_cls
-from .prepared import register_prepared_copies
+from .prepared import register_prepared_copies, unregistered_copy_message
 from .rsna import RSNA_CLASSES, load_rsna
 from .vindr import VINDR_CLASSES, load_vindr
 
@@ -194,14 +194,18 @@ def _has(folder: str, needs: str) -> bool:
 def unregistered_dataset_message(name: str) -> str | None:
     """Why the cxr data set ``name`` is not registered, or None for a name cxr does not know.
 
+    A prepared-copy name (``<name>@<size>``, ``<name>@<size>-wds``) gets
+    :func:`~.prepared.unregistered_copy_message`.
+
     Names ``DETECTRON2_DATASETS`` (its value), the folder looked in and the file it lacks, with a
     hint when the variable points at the data set folder itself, and the cxr names that are
     registered.
     """
-    layout = _layout_of_name(name)
-    if layout is None or name in DatasetCatalog.list():
+    if name in DatasetCatalog.list():
         return None
-    root = _last_root[0]
+    layout, root = _layout_of_name(name), _last_root[0]
+    if layout is None:
+        return unregistered_copy_message(name, root)
     env = os.environ.get("DETECTRON2_DATASETS")
     env_text = f"DETECTRON2_DATASETS={env!r}" if env is not None else (
         "DETECTRON2_DATASETS is not set (default 'datasets', relative to the working directory)"

@@ -41,6 +41,7 @@ __all__ = [
     "find_prepared_copies",
     "load_prepared_records",
     "prepared_name",
+    "unregistered_copy_message",
     "register_prepared_copies",
     "register_prepared_copy",
 ]
@@ -169,3 +170,23 @@ def register_prepared_copies(root: str) -> list[str]:
         except (OSError, ValueError, KeyError) as e:
             logger.warning("prepared copy %s not registered: %s", folder, e)
     return names
+
+
+def unregistered_copy_message(name: str, root: str) -> str | None:
+    """Why the prepared-copy name ``<name>@<size>[-wds]`` is not registered (None for a name of
+    another form): where copies are looked for, the command that makes it, the copies found."""
+    base, at, size = name.partition("@")
+    fmt = "wds" if size.endswith("-wds") else "png"
+    size = size[: -len("-wds")] if fmt == "wds" else size
+    if not at or not base or not size.isdigit():
+        return None
+    found = [os.path.basename(f) for f in find_prepared_copies(root)]
+    flag = " --format wds" if fmt == "wds" else ""
+    return (
+        f"Dataset {name!r} is not registered: no prepared copy of {base} at {size} px was found "
+        f"one or two folder levels under the data root {os.path.abspath(root)} (a folder with "
+        f"{PREPARE_FILE} and {base}/). Make it with: python tools/prepare_data.py --dataset "
+        f"{base} --size {size}{flag}. Prepared copies found: "
+        + (", ".join(found) if found else "none")
+        + "."
+    )
