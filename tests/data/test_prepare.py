@@ -252,3 +252,12 @@ def test_unprepared_copy_name_says_how_to_make_it(real_root):
         DatasetCatalog.get("phantom_vindr_val@333-wds")
     with pytest.raises(DatasetNotFoundError, match="no prepared copy of phantom_vindr_val at 333"):
         DatasetCatalog.get("phantom_vindr_val@333")
+
+
+def test_copy_placed_with_output_under_the_data_root_is_registered(real_root):
+    out = os.path.join(real_root, "fast_disk", "val_96")
+    (c,) = prepare_datasets(["phantom_vindr_val"], 96, "png", root=real_root, output=out)
+    assert c["folder"] == out and not os.path.isdir(os.path.join(real_root, "phantom_vindr@96"))
+    assert register_prepared_copies(real_root) == ["phantom_vindr_val@96"]
+    (d,) = DatasetCatalog.get("phantom_vindr_val@96")
+    assert d["file_name"].startswith(out) and max(d["height"], d["width"]) == 96

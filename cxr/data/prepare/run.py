@@ -110,6 +110,8 @@ def _prepare_copy(spec: CopySpec, names: list[str], workers: int) -> dict:
     """Prepare ``names`` (all from one original folder) into the copy ``spec.folder``."""
     writers = [PREPARE_FORMATS.get(spec.format)(spec, n, DatasetCatalog.get(n)) for n in names]
     plans = {w.name: w.fingerprint() for w in writers if hasattr(w, "fingerprint")}
+    # settings checked, prepare.json written with the old plans; shards of a changed plan are
+    # deleted before the new plans are written, so a kill in between never trusts them
     old = open_copy(spec, names, {n: _metadata(n) for n in names}, {})
     for w in writers:
         if w.name in plans and old.get("plans", {}).get(w.name, plans[w.name]) != plans[w.name]:

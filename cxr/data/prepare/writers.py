@@ -217,6 +217,7 @@ class ShardSplitWriter(_SplitWriter):
                     continue
                 rec = scale_record(self.records[i], res, "")
                 rec.pop("file_name")
+                rec.setdefault("annotations", [])  # image-label records have none
                 text = json.dumps(json_safe(rec), sort_keys=True).encode("utf-8")
                 writer.write({"__key__": self.keys[i], "png": res["data"], "json": text})
                 res["data"] = None
