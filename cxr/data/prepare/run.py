@@ -24,7 +24,7 @@ from ..datasets.prepared import prepared_name
 from ..splits import SPLIT_NAMES
 from .copy import CopySpec, PrepareError, open_copy, write_errors, write_manifest
 from .film import FilmResult, film_job
-from .writers import PREPARE_FORMATS
+from .writers import PREPARE_FORMATS, remove_temp_files
 
 __all__ = ["copy_folder_name", "prepare_datasets", "resolve_datasets"]
 
@@ -118,6 +118,7 @@ def _prepare_copy(spec: CopySpec, names: list[str], workers: int) -> dict:
             logger.warning("%s: the sample order changed since the last run: shards remade", w.name)
             w.remove_stale()
     open_copy(spec, names, {}, plans)
+    remove_temp_files(spec.folder)  # a killed run's half-written manifest / errors file
     jobs = [w.plan() for w in writers]
     total = sum(len(w.records) for w in writers)
     runner = _FilmRunner(workers, total, total - sum(map(len, jobs)))
