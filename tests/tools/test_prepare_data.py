@@ -3,6 +3,7 @@ uninterrupted run; partial files are never used; exit status when nothing is wri
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import signal
@@ -51,20 +52,27 @@ def _kill_when(proc, ready, timeout=300.0) -> None:
     proc.wait()
 
 
-def _clean_manifest(root, out, fmt) -> bytes:
+@contextlib.contextmanager
+def _registered(root):
+    """``phantom_vindr_*`` of ``root`` registered in this process for the block."""
     names = [n for n in DatasetCatalog.list() if n.startswith("phantom_vindr")]
     saved = [(n, DatasetCatalog[n], MetadataCatalog.get(n).as_dict()) for n in names]
     for n in names:
         DatasetCatalog.remove(n), MetadataCatalog.remove(n)
     try:
         register_all_cxr(root)
-        prepare_datasets(["phantom_vindr_all"], 640, fmt, root=root, output=out, shard_size=2)
+        yield
     finally:
         for n in [n for n in DatasetCatalog.list() if n.startswith("phantom_vindr")]:
             DatasetCatalog.remove(n), MetadataCatalog.remove(n)
         for n, fn, meta in saved:
             DatasetCatalog.register(n, fn)
             MetadataCatalog.get(n).set(**{k: v for k, v in meta.items() if k != "name"})
+
+
+def _clean_manifest(root, out, fmt) -> bytes:
+    with _registered(root):
+        prepare_datasets(["phantom_vindr_all"], 640, fmt, root=root, output=out, shard_size=2)
     return open(os.path.join(out, "manifest.csv"), "rb").read()
 
 
@@ -95,13 +103,17 @@ def test_killed_and_rerun_gives_the_manifest_of_a_clean_run(root, tmp_path, fmt)
             assert open(p, "rb").read() == open(os.path.join(tmp_path, "clean", rel), "rb").read()
 
 
-def test_exit_status_when_nothing_is_written(tmp_path):
+def test_exit_status_when_nothing_is_written(tmp_path, capsys, monkeypatch):
+    from .util import load_tool
+
     root = str(tmp_path)
     generate_phantom_dicoms(os.path.join(root, "phantom_vindr"), BBOX, 3, height=64, width=64)
     for f in glob.glob(os.path.join(root, "phantom_vindr", "train", "*.dicom")):
         data = open(f, "rb").read()
         open(f, "wb").write(data[: len(data) - 2000])  # header kept, pixel data cut short
-    proc = _run(root, "--workers", "1")
-    log = proc.communicate(timeout=600)[0].decode()
-    assert proc.returncode == 1 and "nothing was written" in log
+    tool = load_tool("prepare_data")
+    monkeypatch.setenv("DETECTRON2_DATASETS", root)
+    with _registered(root):
+        code = tool.main(["--dataset", "phantom_vindr_all", "--size", "640", "--workers", "1"])
+    assert code == 1 and "nothing was written" in capsys.readouterr().err
     assert os.path.isfile(os.path.join(root, "phantom_vindr@640", "errors.csv"))
