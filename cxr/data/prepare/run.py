@@ -67,9 +67,14 @@ def resolve_datasets(names: Sequence[str]) -> list[str]:
     return out
 
 
-def _source_folder(name: str) -> str:
-    root = MetadataCatalog.get(name).get("dataset_root", None)
-    return os.path.basename(os.path.normpath(root)) if root else name.rpartition("_")[0] or name
+def _source_folder(name: str, root: str) -> tuple[str, str]:
+    """(the folder holding the original's folder, the original's folder name): from metadata
+    ``dataset_root``, else (``root``, the name's prefix)."""
+    folder = MetadataCatalog.get(name).get("dataset_root", None)
+    if folder:
+        folder = os.path.normpath(folder)
+        return os.path.dirname(folder), os.path.basename(folder)
+    return root, name.rpartition("_")[0] or name
 
 
 def _metadata(name: str) -> dict:
@@ -156,8 +161,9 @@ def prepare_datasets(
         names: registered data set names (``<prefix>_all`` = its three splits).
         fmt: ``png`` or ``wds`` (:data:`~cxr.data.prepare.writers.PREPARE_FORMATS`).
         output: the copy folder (only when every name comes from one original folder); default
-            ``<root>/<folder>@<size>[-wds]``.
-        root: the data root (default ``$DETECTRON2_DATASETS`` or ``datasets``).
+            ``<folder>@<size>[-wds]`` beside the original folder (metadata ``dataset_root``).
+        root: where copies of data sets without ``dataset_root`` go (default
+            ``$DETECTRON2_DATASETS`` or ``datasets``).
         workers: decoding processes.
         bit_depth: 8 or 16 (PNG sample depth).
         shard_size: samples per shard (``wds``).
@@ -179,17 +185,17 @@ def prepare_datasets(
             f"{bit_depth}, {shard_size}"
         )
     root = root or os.environ.get("DETECTRON2_DATASETS", "datasets")
-    groups: dict[str, list[str]] = {}
+    groups: dict[tuple[str, str], list[str]] = {}
     for n in resolve_datasets(names):
-        groups.setdefault(_source_folder(n), []).append(n)
+        groups.setdefault(_source_folder(n, root), []).append(n)
     if output and len(groups) > 1:
         raise PrepareError(
-            f"--output names one copy folder, but the data sets come from {len(groups)} "
-            f"folders ({', '.join(sorted(groups))}): run once per folder, or leave --output out"
+            f"--output names one copy folder, but the data sets come from {len(groups)} folders "
+            f"({', '.join(sorted(f for _, f in groups))}): run once per folder, or leave --output out"
         )
     out = []
-    for folder, group in groups.items():
-        dest = output or os.path.join(root, copy_folder_name(folder, size, fmt))
+    for (parent, folder), group in groups.items():
+        dest = output or os.path.join(parent, copy_folder_name(folder, size, fmt))
         spec = CopySpec(dest, fmt, int(size), int(bit_depth),
                         int(shard_size) if fmt == "wds" else None, int(seed), folder)  # fmt: skip
         logger.info("Preparing %s at %d px (%s) into %s", ", ".join(group), size, fmt, dest)
