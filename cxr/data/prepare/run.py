@@ -133,6 +133,8 @@ def _prepare_copy(spec: CopySpec, names: list[str], workers: int) -> dict:
             rows, errs = w.finish(runner.run(js), len(js))
             manifest += rows
             errors += errs
+            logger.info("%s: %d films (%d prepared now, %d unreadable)", w.name, len(rows),
+                        len(js), len(errs))  # fmt: skip
     finally:
         runner.close()
     write_manifest(spec.folder, manifest, names)
