@@ -172,6 +172,9 @@ def test_other_size_in_the_copy_folder_is_refused_and_nothing_lost(real_root, tm
     after = {p: open(p, "rb").read() for p in glob.glob(out + "/**", recursive=True)
              if os.path.isfile(p)}  # fmt: skip
     assert after == before
+    original = os.path.join(real_root, "phantom_vindr")
+    with pytest.raises(PrepareError, match="original data set's folder"):
+        prepare_datasets(["phantom_vindr_val"], 128, "png", root=real_root, output=original)
 
 
 def test_unregistered_name_lists_close_names(real_root):

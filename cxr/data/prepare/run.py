@@ -198,6 +198,8 @@ def prepare_datasets(
     out = []
     for (parent, folder), group in groups.items():
         dest = output or os.path.join(parent, copy_folder_name(folder, size, fmt))
+        if os.path.abspath(dest) == os.path.abspath(os.path.join(parent, folder)):
+            raise PrepareError(f"--output {dest} is the original data set's folder: choose another")
         spec = CopySpec(dest, fmt, int(size), int(bit_depth),
                         int(shard_size) if fmt == "wds" else None, int(seed), folder)  # fmt: skip
         logger.info("Preparing %s at %d px (%s) into %s", ", ".join(group), size, fmt, dest)
