@@ -18,7 +18,9 @@ import struct
 import cv2
 import numpy as np
 
-__all__ = ["ImageReadError", "has_dicom_preamble", "is_dicom", "read_xray", "read_xray_size"]
+__all__ = [
+    "ImageReadError", "decode_xray", "has_dicom_preamble", "is_dicom", "read_xray", "read_xray_size",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -158,10 +160,29 @@ def read_xray(path: str) -> np.ndarray:
     data = _read_bytes(path)
     if is_dicom(path, data[:132]):
         return _read_dicom(path)
+    return decode_xray(data, path)
+
+
+def decode_xray(data: bytes, name: str) -> np.ndarray:
+    """Decode an in-memory PNG / JPEG (8 or 16 bit, gray or colour) exactly as :func:`read_xray`
+    decodes such a file (e.g. a film stored in a WebDataset shard).
+
+    Args:
+        data: the encoded image bytes.
+        name: where the bytes come from (named in errors).
+
+    Returns:
+        H x W ``uint8`` array, bright = dense.
+
+    Raises:
+        ImageReadError: empty, truncated or undecodable bytes.
+    """
+    if not data:
+        raise ImageReadError(name, "image data are empty")
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
-        raise ImageReadError(path, "undecodable or truncated image data")
-    return _to_gray_uint8(img, path)
+        raise ImageReadError(name, "undecodable or truncated image data")
+    return _to_gray_uint8(img, name)
 
 
 def _png_size(head: bytes) -> tuple[int, int] | None:

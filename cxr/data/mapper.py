@@ -23,7 +23,8 @@ from detectron2.data import transforms as T
 
 from .augmentations import build_albumentations
 from .build import MAPPER_REGISTRY
-from .io import ImageReadError, read_xray
+from .io import ImageReadError
+from .wds import read_record_image
 
 __all__ = ["AlbumentationsMapper"]
 
@@ -109,10 +110,12 @@ class AlbumentationsMapper:
             kept.append(annos[int(i)])
         return out["image"], kept
 
-    def _read(self, file_name: str) -> np.ndarray | None:
-        """The decoded image, or None (counted, logged) for an unreadable file when skipping."""
+    def _read(self, dataset_dict: dict) -> np.ndarray | None:
+        """The decoded film of the record (its file, or the shard bytes a streamed record
+        carries: :func:`~cxr.data.wds.read_record_image`), or None (counted, logged) for an
+        unreadable one when skipping."""
         try:
-            return read_xray(file_name)
+            return read_record_image(dataset_dict)
         except ImageReadError as e:
             if not self.skip_bad_images:
                 raise
@@ -131,7 +134,7 @@ class AlbumentationsMapper:
             the model input dict, or None when the file is unreadable and skipping is on.
         """
         dataset_dict = copy.deepcopy(dataset_dict)
-        image = self._read(dataset_dict["file_name"])
+        image = self._read(dataset_dict)
         if image is None:
             return None
         utils.check_image_size(dataset_dict, image)

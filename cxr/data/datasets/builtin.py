@@ -11,6 +11,7 @@ Expected layout (only what exists is registered; nothing is read until a dataset
 - ``vindr_cxr/{train.csv, train/}`` -> ``vindr_cxr_{train,val,test,all}``
 - ``rsna_pneumonia/{stage_2_train_labels.csv, stage_2_train_images/}`` ->
   ``rsna_pneumonia_{train,val,test,all}``
+- ``<folder>@<size>-wds/<name>/`` (shard copies, :mod:`.wds_copies`) -> ``<name>@<size>-wds``
 
 The train / val / test splits (70/15/15 by patient, seed 0, stratified by class) are cached as
 ``<dataset folder>/split_seed0.json`` on first use and reused while the patients match;
@@ -34,6 +35,7 @@ from .nih import NIH_CLASSES, load_nih
 from .nih_cls import PHANTOM_FINDINGS, register_nih_cls
 from .rsna import RSNA_CLASSES, load_rsna
 from .vindr import VINDR_CLASSES, load_vindr
+from .wds_copies import register_wds_copies
 
 __all__ = [
     "DatasetLayout",
@@ -161,6 +163,7 @@ def register_all_cxr(root: str = "datasets") -> list[str]:
     names = []
     for layout in LAYOUTS:
         names += layout.register(layout.prefix, os.path.join(root, layout.folder))
+    names += register_wds_copies(root)  # after the originals, whose metadata the copies carry
     return names
 
 
