@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 
+import cv2
 import webdataset as wds
 
 
@@ -22,7 +23,9 @@ def _sample(d: dict) -> dict:
     with open(d["file_name"], "rb") as f:
         png = f.read()
     rec = {k: v for k, v in d.items() if k not in ("file_name", "image")}
-    rec.update(orig_height=d["height"], orig_width=d["width"], scale=1.0,
+    if "height" not in rec:  # classification records: size from the film
+        rec["height"], rec["width"] = cv2.imread(d["file_name"], cv2.IMREAD_UNCHANGED).shape[:2]
+    rec.update(orig_height=rec["height"], orig_width=rec["width"], scale=1.0,
                source_file=d["file_name"])  # fmt: skip
     rec["annotations"] = [
         {"bbox": [float(v) for v in a["bbox"]], "bbox_mode": 0, "category_id": a["category_id"]}
