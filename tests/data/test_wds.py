@@ -180,3 +180,17 @@ def test_too_few_shards_for_the_readers_is_refused(shard_split):
     stream = _stream(index_json, rank=0, world_size=16)  # 8 shards, 16 readers
     with pytest.raises(ValueError, match="8 shards for 16 readers"):
         next(iter(stream))
+
+
+def test_unregistered_shard_set_name_says_where_cxr_looked(tmp_path, monkeypatch):
+    from cxr.data.datasets import builtin
+
+    monkeypatch.setattr(builtin, "_last_root", [str(tmp_path)])
+    os.makedirs(tmp_path / "vindr_cxr@1024-wds" / "vindr_cxr_train")  # an unfinished split
+    (tmp_path / "vindr_cxr@1024-wds" / "prepare.json").write_text('{"format": "wds", "size": 1024}')
+    with pytest.raises(KeyError) as e:
+        DatasetCatalog.get("vindr_cxr_train@1024-wds")
+    text = str(e.value)
+    assert "'vindr_cxr_train@1024-wds' is not registered" in text
+    assert str(tmp_path) in text and "vindr_cxr@1024-wds" in text
+    assert "vindr_cxr_train has no index.json" in text

@@ -35,7 +35,7 @@ from .nih import NIH_CLASSES, load_nih
 from .nih_cls import PHANTOM_FINDINGS, register_nih_cls
 from .rsna import RSNA_CLASSES, load_rsna
 from .vindr import VINDR_CLASSES, load_vindr
-from .wds_copies import register_wds_copies
+from .wds_copies import register_wds_copies, unregistered_wds_message
 
 __all__ = [
     "DatasetLayout",
@@ -197,7 +197,7 @@ def unregistered_dataset_message(name: str) -> str | None:
     """
     layout = _layout_of_name(name)
     if layout is None or name in DatasetCatalog.list():
-        return None
+        return unregistered_wds_message(name, _last_root[0])
     root = _last_root[0]
     env = os.environ.get("DETECTRON2_DATASETS")
     env_text = f"DETECTRON2_DATASETS={env!r}" if env is not None else (

@@ -16,12 +16,15 @@ import functools
 import json
 import logging
 import os
+import re
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from ..wds import ShardError, load_shard_index, load_shard_records
 
-__all__ = ["find_wds_copies", "register_wds_copies", "register_wds_copy"]
+__all__ = [
+    "find_wds_copies", "register_wds_copies", "register_wds_copy", "unregistered_wds_message",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -122,3 +125,28 @@ def register_wds_copies(root: str) -> list[str]:
     for folder in find_wds_copies(root):
         names += register_wds_copy(folder)
     return names
+
+
+def unregistered_wds_message(name: str, root: str) -> str | None:
+    """Why the shard-set name ``<name>@<size>-wds`` is not registered (what cxr looked for under
+    the data root ``root`` and what it found), or None for a name of another form."""
+    m = re.fullmatch(r"(.+)@(\d+)-wds", name)
+    if m is None or name in DatasetCatalog.list():
+        return None
+    split, size = m.groups()
+    copies = find_wds_copies(root)
+    found = [c for c in copies if os.path.isdir(os.path.join(c, split))]
+    lines = [
+        f"Dataset {name!r} is not registered: cxr registers <name>@<size>-wds for each "
+        f"<data root>/<folder>@<size>-wds/<name>/index.json (tools/prepare_data.py --format wds "
+        f"writes it after the split's last shard).",
+        f"Data root looked in (top and one folder below): {os.path.abspath(root)}; shard copies "
+        f"found: {', '.join(os.path.basename(c) for c in copies) or 'none'}.",
+    ]
+    for c in found:
+        if not os.path.isfile(os.path.join(c, split, "index.json")):
+            lines.append(f"{os.path.join(c, split)} has no index.json: its preparation has not "
+                         f"finished (rerun tools/prepare_data.py to complete it).")  # fmt: skip
+    registered = sorted(n for n in DatasetCatalog.list() if n.endswith(_SUFFIX))
+    lines.append(f"Registered shard sets: {', '.join(registered) or 'none'}.")
+    return "\n".join(lines)
