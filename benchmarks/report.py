@@ -61,6 +61,9 @@ COMPARISONS = (
     # absolute goals (median <= 0.5 s; <= 2 s wall and <= 400 MB): goal_* fields of details.json
     Comparison("predict_dicom_end_to_end_d0", "predict_dicom_end_to_end_d0", None, 5, 1),
     Comparison("predict_cold_onnxruntime_d0", "predict_cold_onnxruntime_d0", None, 2, 0),
+    Comparison("data_cls_shards_vs_png", "data_cls_shards_vs_png", 10.0, 3),
+    # seconds to load 112,120 records; memory and worker RSS per epoch in the row's fields
+    Comparison("nih_cls_all_load", "nih_cls_all_load", None, 1, 0),
 )
 _BY_NAME = {c.name: c for c in COMPARISONS}
 

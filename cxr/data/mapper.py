@@ -33,6 +33,23 @@ logger = logging.getLogger(__name__)
 _CHANNELS = {"BGR": 3, "RGB": 3, "L": 1}
 
 
+class ResizeShortestEdgeOrKeep(T.ResizeShortestEdge):
+    """detectron2's ``ResizeShortestEdge`` that leaves a film already at its target size alone
+    (a prepared copy at the training size): the same pixels and boxes without the PIL round
+    trip, since resizing to the same size copies."""
+
+    def get_transform(self, image):
+        t = super().get_transform(image)
+        return T.NoOpTransform() if (t.new_h, t.new_w) == (t.h, t.w) else t
+
+
+def _keep_size(aug):
+    if type(aug) is not T.ResizeShortestEdge:
+        return aug
+    return ResizeShortestEdgeOrKeep(aug.short_edge_length, aug.max_size, aug.sample_style,
+                                    aug.interp)  # fmt: skip
+
+
 @MAPPER_REGISTRY.register()
 class AlbumentationsMapper:
     """Map one dataset dict (boxes XYXY_ABS or any detectron2 BoxMode) to model input.
@@ -85,7 +102,7 @@ class AlbumentationsMapper:
             )
         return {
             "is_train": is_train,
-            "augmentations": utils.build_augmentation(cfg, is_train),
+            "augmentations": [_keep_size(a) for a in utils.build_augmentation(cfg, is_train)],
             "image_format": cfg.INPUT.FORMAT,
             "albumentations": albu,
             "skip_bad_images": cfg.DATALOADER.SKIP_BAD_IMAGES,
