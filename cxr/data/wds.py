@@ -26,6 +26,7 @@ Errors name the shard, the sample key and the member at fault (:class:`ShardErro
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
@@ -50,6 +51,7 @@ __all__ = [
     "load_shard_index",
     "load_shard_records",
     "read_record_image",
+    "record_stem",
     "shard_member_name",
     "streamed_shards",
 ]
@@ -203,15 +205,47 @@ def read_record_image(record: dict) -> np.ndarray:
     """
     data = record.pop(IMAGE_BYTES, None)
     name = record["file_name"]
-    if data is None and _MEMBER_SEP in name and ".tar" in name:
-        url, _, key = name.rpartition(_MEMBER_SEP)
-        for sample in _shard_samples(url, None):
-            if sample["__key__"] == key:
-                data = sample["png"]
-                break
-        else:
-            raise ShardError(url, key, f"{key}.png", "no such sample in the shard")
+    member = _split_member(name)
+    if data is None and member is not None:
+        data = _read_member(*member)
     return read_xray(name) if data is None else decode_xray(data, name)
+
+
+def _split_member(file_name: str) -> tuple[str, str] | None:
+    url, sep, key = str(file_name).rpartition(_MEMBER_SEP)
+    return (url, key) if sep and url.endswith(".tar") else None
+
+
+def record_stem(record: dict) -> str:
+    """A file-name stem for a record: the sample key of a shard member, else the image file's
+    name without extension."""
+    member = _split_member(record["file_name"])
+    return member[1] if member else os.path.splitext(os.path.basename(record["file_name"]))[0]
+
+
+@functools.lru_cache(maxsize=16)
+def _member_offsets(path: str, mtime_ns: int) -> dict[str, tuple[int, int]]:
+    """``{member name: (data offset, size)}`` of a local tar (headers read, data skipped)."""
+    try:
+        with tarfile.open(path, "r:") as tar:
+            return {m.name: (m.offset_data, m.size) for m in tar.getmembers() if m.isreg()}
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise ShardError(path, None, "(tar)", f"truncated or unreadable shard ({e})") from None
+
+
+def _read_member(url: str, key: str) -> bytes:
+    """The film member of sample ``key``: by offset in a local shard, else by streaming it."""
+    if os.path.isfile(url):
+        where = _member_offsets(url, os.stat(url).st_mtime_ns).get(f"{key}.png")
+        if where is None:
+            raise ShardError(url, key, f"{key}.png", "no such member in the shard")
+        with open(url, "rb") as f:
+            f.seek(where[0])
+            return f.read(where[1])
+    for sample in _shard_samples(url, None):
+        if sample["__key__"] == key:
+            return sample["png"]
+    raise ShardError(url, key, f"{key}.png", "no such sample in the shard")
 
 
 def streamed_shards(names: Sequence[str]) -> tuple[list[str], list[int]] | None:

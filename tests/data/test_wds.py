@@ -194,3 +194,25 @@ def test_unregistered_shard_set_name_says_where_cxr_looked(tmp_path, monkeypatch
     assert "'vindr_cxr_train@1024-wds' is not registered" in text
     assert str(tmp_path) in text and "vindr_cxr@1024-wds" in text
     assert "vindr_cxr_train has no index.json" in text
+
+
+def test_visualize_data_draws_a_shard_set_named_by_sample_key(tmp_path, tiny_dataset):
+    from tests.tools.util import load_tool
+
+    dicts = DatasetCatalog.get(tiny_dataset)
+    write_shard_copy(str(tmp_path), "viz", 64, "viz_split", dicts, shard_size=4)
+    index_json = str(tmp_path / "viz@64-wds" / "viz_split" / "index.json")
+    DatasetCatalog.register("viz_split@64-wds", lambda: load_shard_records(index_json))
+    MetadataCatalog.get("viz_split@64-wds").set(thing_classes=["a", "b"])
+    try:
+        out = load_tool("visualize_data").main(
+            ["--dataset", "viz_split@64-wds", "--output", str(tmp_path / "viz"), "--num", "4"]
+        )
+    finally:
+        DatasetCatalog.remove("viz_split@64-wds")
+        MetadataCatalog.remove("viz_split@64-wds")
+    assert sorted(os.path.basename(p) for p in out) == [f"{d['image_id']}.png" for d in dicts]
+    drawn = cv2.imread(out[0])
+    film = cv2.imread(dicts[0]["file_name"], 0)
+    assert drawn.shape[:2] == film.shape  # the film, read from its shard member
+    assert (drawn[1, 1] == film[1, 1]).all()  # far from the box: the film's own gray
