@@ -216,3 +216,16 @@ def test_visualize_data_draws_a_shard_set_named_by_sample_key(tmp_path, tiny_dat
     film = cv2.imread(dicts[0]["file_name"], 0)
     assert drawn.shape[:2] == film.shape  # the film, read from its shard member
     assert (drawn[1, 1] == film[1, 1]).all()  # far from the box: the film's own gray
+
+
+def test_pipe_urls_stream_like_local_paths(shard_split):
+    """``pipe:`` URLs (a command writing the tar to stdout, as for object stores)."""
+    index_json, _ = shard_split
+    index = load_shard_index(index_json)
+    pipes = [f"pipe:cat {u}" for u in index["urls"]]
+    local = [r["image_id"] for r in ShardStream(index["urls"], index["sizes"], seed=1, epochs=1,
+                                                shuffle_buffer=4, rank=0, world_size=1)]  # fmt: skip
+    piped = list(ShardStream(pipes, index["sizes"], seed=1, epochs=1, shuffle_buffer=4, rank=0,
+                             world_size=1))  # fmt: skip
+    assert [r["image_id"] for r in piped] == local
+    assert piped[0]["file_name"].startswith("pipe:cat ") and IMAGE_BYTES in piped[0]
