@@ -19,7 +19,12 @@ import cv2
 import numpy as np
 
 __all__ = [
-    "ImageReadError", "decode_xray", "has_dicom_preamble", "is_dicom", "read_xray", "read_xray_size",
+    "ImageReadError",
+    "decode_xray",
+    "has_dicom_preamble",
+    "is_dicom",
+    "read_xray",
+    "read_xray_size",
 ]
 
 logger = logging.getLogger(__name__)
