@@ -126,7 +126,9 @@ def test_shard_copies_under_the_data_root_are_registered_with_the_originals_meta
     write_shard_copy(str(tmp_path), "tiny_folder", 64, tiny_dataset, dicts, shard_size=3)
     os.makedirs(tmp_path / "tiny_folder@64-wds" / "unfinished")  # no index.json yet: skipped
     name = f"{tiny_dataset}@64-wds"
-    assert register_wds_copies(str(tmp_path)) == [name]
+    wrong = write_shard_copy(str(tmp_path), "wrong", 64, "other", dicts, shard_size=3)
+    os.rename(os.path.dirname(wrong), tmp_path / "wrong@32-wds")  # size 64 in its prepare.json
+    assert register_wds_copies(str(tmp_path)) == [name]  # the misnamed copy is refused, logged
     meta = MetadataCatalog.get(name)
     assert meta.thing_classes == MetadataCatalog.get(tiny_dataset).thing_classes
     assert (meta.prepared_from, meta.prepared_size, meta.wds_num_samples) == (tiny_dataset, 64, 4)

@@ -83,6 +83,10 @@ def register_wds_copy(folder: str) -> list[str]:
     """
     info = _prepare_info(folder)
     size = int(info["size"])
+    named = os.path.basename(os.path.normpath(folder)).rpartition("@")[2][: -len(_SUFFIX)]
+    if named != str(size):
+        raise ShardError(os.path.join(folder, "prepare.json"), None, "size",
+                         f"{size}, but the folder is named for size {named}")  # fmt: skip
     done = []
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
         index_json = os.path.join(entry.path, "index.json")
@@ -123,7 +127,10 @@ def register_wds_copies(root: str) -> list[str]:
     """
     names = []
     for folder in find_wds_copies(root):
-        names += register_wds_copy(folder)
+        try:
+            names += register_wds_copy(folder)
+        except ShardError as e:  # one bad copy must not keep `import cxr` from working
+            logger.error("%s: not registered: %s", folder, e)
     return names
 
 
