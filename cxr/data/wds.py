@@ -47,6 +47,7 @@ __all__ = [
     "IMAGE_BYTES",
     "ShardError",
     "ShardStream",
+    "check_local_shards",
     "is_streamed",
     "load_shard_index",
     "load_shard_records",
@@ -408,6 +409,21 @@ class ShardStream(torch.utils.data.IterableDataset):
         return wds.shuffle(self.shuffle_buffer, initial, rng=rng)(samples)
 
 
+def check_local_shards(urls: Sequence[str], what: str) -> None:
+    """Stop before training when local shard files are missing (``pipe:`` and ``http(s)://``
+    URLs are opened when read).
+
+    Raises:
+        FileNotFoundError: naming how many are missing and the first ones.
+    """
+    local = [u for u in urls if not u.startswith("pipe:") and "://" not in u]
+    missing = [u for u in local if not os.path.isfile(u)]
+    if missing:
+        shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+        raise FileNotFoundError(f"{what}: {len(missing)} of {len(urls)} shard files are missing: "
+                                f"{shown}")  # fmt: skip
+
+
 def _task_of(names: Sequence[str]) -> str | None:
     tasks = {MetadataCatalog.get(n).get("wds_task", None) for n in names}
     return tasks.pop() if len(tasks) == 1 else None
@@ -429,6 +445,7 @@ def build_stream_train_loader(cfg, mapper):
                          f"({', '.join(cfg.DATASETS.TRAIN)}) cannot: set INPUT.MIX.*_PROB to 0 "
                          f"or train from the PNG copy")  # fmt: skip
     urls, sizes = streamed_shards(cfg.DATASETS.TRAIN)
+    check_local_shards(urls, f"training ({', '.join(cfg.DATASETS.TRAIN)})")
     world = comm.get_world_size()
     stream = ShardStream(
         urls, sizes, seed=_seed(cfg), shuffle_buffer=cfg.DATALOADER.WDS.SHUFFLE_BUFFER,

@@ -231,3 +231,14 @@ def test_pipe_urls_stream_like_local_paths(shard_split):
                              world_size=1))  # fmt: skip
     assert [r["image_id"] for r in piped] == local
     assert piped[0]["file_name"].startswith("pipe:cat ") and IMAGE_BYTES in piped[0]
+
+
+def test_missing_local_shards_are_named_before_training(shard_split):
+    from cxr.data.wds import check_local_shards
+
+    index = load_shard_index(shard_split[0])
+    check_local_shards(index["urls"] + ["pipe:cat elsewhere.tar", "https://host/s.tar"], "t")
+    gone = index["urls"][0] + ".moved"
+    with pytest.raises(FileNotFoundError, match=r"training \(x\): 1 of 9 shard files are "
+                       r"missing: .*shard-000000\.tar\.moved"):  # fmt: skip
+        check_local_shards(index["urls"] + [gone], "training (x)")
