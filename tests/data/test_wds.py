@@ -242,3 +242,21 @@ def test_missing_local_shards_are_named_before_training(shard_split):
     with pytest.raises(FileNotFoundError, match=r"training \(x\): 1 of 9 shard files are "
                        r"missing: .*shard-000000\.tar\.moved"):  # fmt: skip
         check_local_shards(index["urls"] + [gone], "training (x)")
+
+
+def test_shards_of_a_cxr_split_without_its_originals_carry_its_classes(tmp_path, shard_split):
+    from cxr.data.datasets.builtin import layout_metadata
+    from cxr.data.datasets.vindr import VINDR_CLASSES
+
+    _, dicts = shard_split
+    assert "vindr_cxr_val" not in DatasetCatalog.list()  # no vindr_cxr/ folder here
+    write_shard_copy(str(tmp_path), "vindr_cxr", 32, "vindr_cxr_val", dicts[:2], shard_size=2)
+    names = register_wds_copies(str(tmp_path), original_metadata=layout_metadata)
+    try:
+        assert names == ["vindr_cxr_val@32-wds"]
+        meta = MetadataCatalog.get("vindr_cxr_val@32-wds")
+        assert meta.thing_classes == list(VINDR_CLASSES) and meta.evaluator_type == "cxr"
+        assert layout_metadata("not_cxr_train") == {}
+    finally:
+        DatasetCatalog.remove("vindr_cxr_val@32-wds")
+        MetadataCatalog.remove("vindr_cxr_val@32-wds")

@@ -30,9 +30,9 @@ from detectron2.data import DatasetCatalog
 from detectron2.data.catalog import Metadata
 
 from ..splits import SPLIT_NAMES, apply_split, cached_split
-from .common import register_splits
+from .common import PALETTE, register_splits
 from .nih import NIH_CLASSES, load_nih
-from .nih_cls import PHANTOM_FINDINGS, register_nih_cls
+from .nih_cls import NIH_FINDINGS, PHANTOM_FINDINGS, register_nih_cls
 from .rsna import RSNA_CLASSES, load_rsna
 from .vindr import VINDR_CLASSES, load_vindr
 from .wds_copies import register_wds_copies, unregistered_wds_message
@@ -43,6 +43,7 @@ __all__ = [
     "LAYOUTS",
     "SPLIT_FRACTIONS",
     "SPLIT_SEED",
+    "layout_metadata",
     "register_all_cxr",
     "register_split_dataset",
     "unregistered_dataset_message",
@@ -150,7 +151,24 @@ LAYOUTS = (
     DatasetLayout("rsna_pneumonia", "rsna_pneumonia", "stage_2_train_labels.csv", _register_rsna),
 )  # fmt: skip
 _LAYOUT_OF = {layout.prefix: layout for layout in LAYOUTS}
+# Classes and evaluator of each family, for a prepared copy whose original folder is absent.
+_LAYOUT_METADATA = {
+    "nih_bbox": (NIH_CLASSES, "cxr"), "phantom_nih": (NIH_CLASSES, "cxr"),
+    "nih_cls": (NIH_FINDINGS, "cxr_cls"), "phantom_nih_cls": (PHANTOM_FINDINGS, "cxr_cls"),
+    "vindr_cxr": (VINDR_CLASSES, "cxr"), "rsna_pneumonia": (RSNA_CLASSES, "cxr"),
+}  # fmt: skip
 _last_root: list[str] = ["datasets"]  # the root of the latest register_all_cxr call
+
+
+def layout_metadata(name: str) -> dict:
+    """``thing_classes``, ``thing_colors`` and ``evaluator_type`` of a cxr split name
+    (``vindr_cxr_train``, ...) without its files; {} for a name cxr does not own."""
+    layout = _layout_of_name(name)
+    if layout is None:
+        return {}
+    classes, evaluator_type = _LAYOUT_METADATA[layout.prefix]
+    colors = [PALETTE[i % len(PALETTE)] for i in range(len(classes))]
+    return {"thing_classes": list(classes), "thing_colors": colors, "evaluator_type": evaluator_type}
 
 
 def register_all_cxr(root: str = "datasets") -> list[str]:
@@ -163,7 +181,8 @@ def register_all_cxr(root: str = "datasets") -> list[str]:
     names = []
     for layout in LAYOUTS:
         names += layout.register(layout.prefix, os.path.join(root, layout.folder))
-    names += register_wds_copies(root)  # after the originals, whose metadata the copies carry
+    # after the originals, whose metadata the copies carry
+    names += register_wds_copies(root, original_metadata=layout_metadata)
     return names
 
 

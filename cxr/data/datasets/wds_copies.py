@@ -5,7 +5,9 @@ sub-folder per original split name ``<name>`` with its shards and ``index.json``
 so a split without it is still being written and is skipped). Copies are found at the top of the
 data root and one folder below it. Each split is registered lazily (its records are read from
 the shards' JSON members on first use, :func:`cxr.data.wds.load_shard_records`) with the
-original data set's metadata (when it is registered) plus ``prepared_from``, ``prepared_size``,
+original data set's metadata (when it is registered; else, for cxr's own split names, the
+classes and evaluator of their family, so shards shared without the originals still evaluate)
+plus ``prepared_from``, ``prepared_size``,
 ``wds_shards`` (absolute shard paths), ``wds_shard_samples``, ``wds_num_samples`` and
 ``wds_task``. The trainer streams such a set from its shards (:class:`cxr.data.wds.ShardStream`).
 """
@@ -17,6 +19,7 @@ import json
 import logging
 import os
 import re
+from typing import Callable
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
@@ -75,8 +78,14 @@ def _prepare_info(folder: str) -> dict:
     return info
 
 
-def register_wds_copy(folder: str) -> list[str]:
+def register_wds_copy(
+    folder: str, original_metadata: Callable[[str], dict] | None = None
+) -> list[str]:
     """Register every finished split of one shard copy; names already registered are skipped.
+
+    Args:
+        original_metadata: ``fn(original name) -> metadata`` used when the original is not
+            registered (its folder absent: shards shared without the originals).
 
     Returns:
         the names registered now.
@@ -106,6 +115,8 @@ def register_wds_copy(folder: str) -> list[str]:
         DatasetCatalog.register(name, functools.partial(load_shard_records, index_json))
         known = index["dataset"] in MetadataCatalog.list()
         original = MetadataCatalog.get(index["dataset"]).as_dict() if known else {}
+        if "thing_classes" not in original and original_metadata is not None:
+            original = {**original_metadata(index["dataset"]), **original}
         MetadataCatalog.get(name).set(
             **{k: v for k, v in original.items() if k not in _NOT_INHERITED},
             dataset_root=folder, prepared_from=index["dataset"], prepared_size=size,
@@ -119,8 +130,11 @@ def register_wds_copy(folder: str) -> list[str]:
     return done
 
 
-def register_wds_copies(root: str) -> list[str]:
-    """Register the splits of every shard copy under ``root`` (see the module docstring).
+def register_wds_copies(
+    root: str, original_metadata: Callable[[str], dict] | None = None
+) -> list[str]:
+    """Register the splits of every shard copy under ``root`` (see the module docstring);
+    ``original_metadata`` as in :func:`register_wds_copy`.
 
     Returns:
         the names registered now.
@@ -128,7 +142,7 @@ def register_wds_copies(root: str) -> list[str]:
     names = []
     for folder in find_wds_copies(root):
         try:
-            names += register_wds_copy(folder)
+            names += register_wds_copy(folder, original_metadata)
         except ShardError as e:  # one bad copy must not keep `import cxr` from working
             logger.error("%s: not registered: %s", folder, e)
     return names
