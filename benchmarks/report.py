@@ -63,6 +63,9 @@ COMPARISONS = (
     Comparison("predict_cold_onnxruntime_d0", "predict_cold_onnxruntime_d0", None, 2, 0),
     Comparison("data_dicom_prepared_vs_original", "data_dicom_prepared", 5.0, 3, 1),
     Comparison("prepare_films_per_s", "prepare_films_per_s", None, 3, 0),
+    Comparison("data_cls_shards_vs_png", "data_cls_shards_vs_png", 10.0, 3),
+    # seconds to load 112,120 records; memory and worker RSS per epoch in the row's fields
+    Comparison("nih_cls_all_load", "nih_cls_all_load", None, 1, 0),
 )
 _BY_NAME = {c.name: c for c in COMPARISONS}
 

@@ -26,9 +26,17 @@ Supplies only what is missing, and nothing else:
   logs when it builds a training set silently disappeared. That module alone gets a view of
   NumPy in which ``int`` is the builtin ``int`` (what the alias always meant).
 
+* Multi-process launch without CUDA: detectron2 v0.6's ``launch`` worker asserts CUDA and
+  always initialises NCCL, so ``--num-machines`` / ``--num-gpus`` above one could not run on
+  CPU hosts. Later detectron2 releases pick gloo when CUDA is absent; the worker is given that
+  behaviour (on CUDA machines detectron2's own NCCL worker still runs, unchanged). Likewise
+  ``create_ddp_model`` passes ``device_ids=[local rank]``, which torch's
+  ``DistributedDataParallel`` refuses for a CPU model; a CPU model is wrapped without them.
+
 Every fix is applied only when the installed detectron2 shows the problem, so a detectron2 that
 already has the fix is left alone.
 """
+
 from __future__ import annotations
 
 import collections.abc
@@ -56,7 +64,9 @@ class _StandInC(types.ModuleType):
     """Module object for ``detectron2._C`` whose every op raises a clear error when called."""
 
     def __init__(self) -> None:
-        super().__init__("detectron2._C", "Stand-in for detectron2's compiled ops (installed by cxr)")
+        super().__init__(
+            "detectron2._C", "Stand-in for detectron2's compiled ops (installed by cxr)"
+        )
         self.__file__ = __file__  # collect_env prints it
 
     @staticmethod
@@ -194,6 +204,97 @@ def _patch_numpy_int_alias() -> bool:
     return True
 
 
+def _gloo_distributed_worker(
+    local_rank, main_func, world_size, num_gpus_per_machine, machine_rank, dist_url, args,
+    timeout=None,
+):  # fmt: skip
+    """detectron2's launch worker as later releases have it: gloo when CUDA is absent.
+
+    (detectron2 v0.6 has no hook for the backend, so its short body is repeated for the gloo
+    case; with CUDA detectron2's own worker runs.)
+    """
+    import torch
+    import torch.distributed as dist
+
+    launch_module = importlib.import_module("detectron2.engine.launch")
+    from detectron2.utils import comm
+
+    timeout = launch_module.DEFAULT_TIMEOUT if timeout is None else timeout
+    if torch.cuda.is_available():
+        return launch_module._cxr_nccl_worker(
+            local_rank, main_func, world_size, num_gpus_per_machine, machine_rank, dist_url,
+            args, timeout,
+        )  # fmt: skip
+    global_rank = machine_rank * num_gpus_per_machine + local_rank
+    try:
+        dist.init_process_group(backend="GLOO", init_method=dist_url, world_size=world_size,
+                                rank=global_rank, timeout=timeout)  # fmt: skip
+    except Exception:
+        logging.getLogger(launch_module.__name__).error("Process group URL: %s", dist_url)
+        raise
+    assert comm._LOCAL_PROCESS_GROUP is None
+    for i in range(world_size // num_gpus_per_machine):
+        group = dist.new_group(
+            list(range(i * num_gpus_per_machine, (i + 1) * num_gpus_per_machine))
+        )
+        if i == machine_rank:
+            comm._LOCAL_PROCESS_GROUP = group
+    comm.synchronize()
+    main_func(*args)
+
+
+def _launch_insists_on_nccl() -> bool:
+    """Whether detectron2's launch worker knows no backend but NCCL (v0.6)."""
+    import inspect
+
+    launch_module = importlib.import_module("detectron2.engine.launch")
+
+    worker = getattr(launch_module, "_cxr_nccl_worker", launch_module._distributed_worker)
+    return "GLOO" not in inspect.getsource(worker).upper()
+
+
+def _patch_launch_gloo() -> bool:
+    launch_module = importlib.import_module("detectron2.engine.launch")
+
+    if launch_module._distributed_worker is _gloo_distributed_worker:
+        return False
+    if not _launch_insists_on_nccl():
+        return False
+    launch_module._cxr_nccl_worker = launch_module._distributed_worker
+    launch_module._distributed_worker = _gloo_distributed_worker
+    return True
+
+
+def _ddp_gives_cpu_models_device_ids() -> bool:
+    import inspect
+
+    defaults = importlib.import_module("detectron2.engine.defaults")
+
+    src = inspect.getsource(getattr(defaults, "_cxr_create_ddp_model", defaults.create_ddp_model))
+    return 'kwargs["device_ids"] = [comm.get_local_rank()]' in src and "cuda" not in src.lower()
+
+
+def _patch_create_ddp_model() -> bool:
+    import detectron2.engine
+
+    defaults = importlib.import_module("detectron2.engine.defaults")
+
+    if hasattr(defaults, "_cxr_create_ddp_model") or not _ddp_gives_cpu_models_device_ids():
+        return False
+    original = defaults.create_ddp_model
+
+    def create_ddp_model(model, *, fp16_compression=False, **kwargs):
+        on_cpu = all(p.device.type == "cpu" for p in model.parameters())
+        if on_cpu and "device_ids" not in kwargs:
+            kwargs["device_ids"] = None  # torch's DDP takes no device ids for a CPU model
+        return original(model, fp16_compression=fp16_compression, **kwargs)
+
+    defaults._cxr_create_ddp_model = original
+    defaults.create_ddp_model = create_ddp_model
+    detectron2.engine.create_ddp_model = create_ddp_model
+    return True
+
+
 def install() -> None:
     """Apply every shim that is needed; idempotent."""
     global STANDIN_C
@@ -202,6 +303,8 @@ def install() -> None:
     _patch_map_dataset()
     _patch_lr_scheduler_hook()
     _patch_numpy_int_alias()
+    _patch_launch_gloo()
+    _patch_create_ddp_model()
 
 
 install()

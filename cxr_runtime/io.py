@@ -21,7 +21,14 @@ import struct
 import cv2
 import numpy as np
 
-__all__ = ["ImageReadError", "has_dicom_preamble", "is_dicom", "read_xray", "read_xray_size"]
+__all__ = [
+    "ImageReadError",
+    "decode_xray",
+    "has_dicom_preamble",
+    "is_dicom",
+    "read_xray",
+    "read_xray_size",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -191,10 +198,30 @@ def read_xray(path: str, bit_depth: int = 8) -> np.ndarray:
     data = _read_bytes(path)
     if is_dicom(path, data[:132]):
         return _read_dicom(path, bit_depth)
+    return decode_xray(data, path, bit_depth)
+
+
+def decode_xray(data: bytes, name: str, bit_depth: int = 8) -> np.ndarray:
+    """Decode an in-memory PNG / JPEG (8 or 16 bit, gray or colour) exactly as :func:`read_xray`
+    decodes such a file (e.g. a film stored in a WebDataset shard).
+
+    Args:
+        data: the encoded image bytes.
+        name: where the bytes come from (named in errors).
+        bit_depth: 8 or 16, as in :func:`read_xray`.
+
+    Returns:
+        H x W ``uint8`` (``uint16``) array, bright = dense.
+
+    Raises:
+        ImageReadError: empty, truncated or undecodable bytes.
+    """
+    if not data:
+        raise ImageReadError(name, "image data are empty")
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
-        raise ImageReadError(path, "undecodable or truncated image data")
-    return _to_gray(img, path, bit_depth)
+        raise ImageReadError(name, "undecodable or truncated image data")
+    return _to_gray(img, name, bit_depth)
 
 
 def _png_size(head: bytes) -> tuple[int, int] | None:

@@ -1,11 +1,13 @@
 """cxr.compat: stand-in detectron2._C when none is compiled, untouched real one otherwise."""
 from __future__ import annotations
 
+import inspect
 import subprocess
 import sys
 import textwrap
 
 import pytest
+import torch
 
 
 def _run(code: str) -> str:
@@ -212,3 +214,26 @@ def test_training_set_logs_its_class_histogram(tiny_dataset):
     assert re.search(r"\|\s+lesion_a\s+\|\s+1\s+\|\s+lesion_b\s+\|\s+2\s+\|", text), text
     assert len(dicts) == 3  # the image without boxes filtered, as detectron2 does by default
     assert np.int64 is build.np.int64 and build.np.int is int  # only the alias is added
+
+
+def test_multiprocess_launch_without_cuda_uses_gloo_only_where_detectron2_lacks_it(monkeypatch):
+    """v0.6's worker is replaced (the two-machine gloo test runs it); a worker that already
+    picks gloo, as later detectron2 releases have, is left alone."""
+    import importlib
+
+    import cxr.compat as compat
+
+    launch = importlib.import_module("detectron2.engine.launch")
+    defaults = importlib.import_module("detectron2.engine.defaults")
+    assert launch._distributed_worker is compat._gloo_distributed_worker
+    assert "GLOO" not in inspect.getsource(launch._cxr_nccl_worker).upper()  # v0.6: NCCL only
+    assert defaults.create_ddp_model is not defaults._cxr_create_ddp_model
+
+    def later_worker(local_rank, *args):
+        backend = "NCCL" if torch.cuda.is_available() else "GLOO"  # noqa: F841
+        return backend
+
+    monkeypatch.setattr(launch, "_distributed_worker", later_worker)
+    monkeypatch.delattr(launch, "_cxr_nccl_worker")
+    assert compat._patch_launch_gloo() is False
+    assert launch._distributed_worker is later_worker

@@ -8,7 +8,7 @@ Examples::
         --config-file configs/nih/retinanet_R_18_FPN.yaml INPUT.ALBUMENTATIONS.PRESET strong
 
 ``--source annotation`` draws the boxes (XYXY_ABS after conversion) on the image as read by
-``cxr.data.io.read_xray``; ``--source dataloader`` draws them after the train-time mapper
+``cxr.data.io.read_xray`` (a shard set's film from its shard member); ``--source dataloader`` draws them after the train-time mapper
 (``cfg.INPUT.MAPPER``: resize, flip, Albumentations), i.e. what the model sees.
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 import cxr  # noqa: F401  (registers the datasets)
 from cxr.config import load_config
 from cxr.data import build_mapper
-from cxr.data.io import read_xray
+from cxr.data.wds import read_record_image, record_stem
 from cxr.fileio import write_png_atomic
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
@@ -70,7 +70,7 @@ def main(argv=None):
     written = []
     for d in dicts:
         if mapper is None:
-            gray = read_xray(d["file_name"])
+            gray = read_record_image(dict(d))  # an image file or a shard member
             boxes = [
                 BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS)
                 for a in d["annotations"]
@@ -82,9 +82,7 @@ def main(argv=None):
             boxes = m["instances"].gt_boxes.tensor.numpy()
             classes = m["instances"].gt_classes.tolist()
         rgb = draw(gray, np.asarray(boxes, np.float64), classes, metadata)
-        path = os.path.join(
-            args.output, f"{os.path.splitext(os.path.basename(d['file_name']))[0]}.png"
-        )
+        path = os.path.join(args.output, f"{record_stem(d)}.png")
         write_png_atomic(path, rgb[:, :, ::-1])
         written.append(path)
     print(f"wrote {len(written)} image(s) to {args.output}")

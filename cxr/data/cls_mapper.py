@@ -31,7 +31,7 @@ class ClassificationMapper(AlbumentationsMapper):
 
     def __call__(self, dataset_dict: dict) -> dict | None:
         dataset_dict = copy.deepcopy(dataset_dict)
-        image = self._read(dataset_dict["file_name"])
+        image = self._read(dataset_dict)
         if image is None:
             return None
         dataset_dict.setdefault("height", image.shape[0])

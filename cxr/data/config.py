@@ -22,3 +22,8 @@ def add_data_config(cfg) -> None:
     # cxr.data.io.ImageReadError. Test-time mapping always raises (an evaluation must not skip).
     # (detectron2 v0.6's retry needs cxr.compat's MapDataset patch on Python >= 3.11.)
     cfg.DATALOADER.SKIP_BAD_IMAGES = False
+    # Streaming from shard sets (<name>@<size>-wds, cxr.data.wds.ShardStream).
+    cfg.DATALOADER.WDS = CN()
+    # Samples held by each reader's shuffle buffer (one reader per rank and loader worker);
+    # larger mixes shards better and costs memory (buffer x encoded film size); 0 = no shuffle.
+    cfg.DATALOADER.WDS.SHUFFLE_BUFFER = 1000

@@ -23,13 +23,31 @@ from detectron2.data import transforms as T
 
 from .augmentations import build_albumentations
 from .build import MAPPER_REGISTRY
-from .io import ImageReadError, read_xray
+from .io import ImageReadError
+from .wds import read_record_image
 
 __all__ = ["AlbumentationsMapper"]
 
 logger = logging.getLogger(__name__)
 
 _CHANNELS = {"BGR": 3, "RGB": 3, "L": 1}
+
+
+class ResizeShortestEdgeOrKeep(T.ResizeShortestEdge):
+    """detectron2's ``ResizeShortestEdge`` that leaves a film already at its target size alone
+    (a prepared copy at the training size): the same pixels and boxes without the PIL round
+    trip, since resizing to the same size copies."""
+
+    def get_transform(self, image):
+        t = super().get_transform(image)
+        return T.NoOpTransform() if (t.new_h, t.new_w) == (t.h, t.w) else t
+
+
+def _keep_size(aug):
+    if type(aug) is not T.ResizeShortestEdge:
+        return aug
+    return ResizeShortestEdgeOrKeep(aug.short_edge_length, aug.max_size, aug.sample_style,
+                                    aug.interp)  # fmt: skip
 
 
 @MAPPER_REGISTRY.register()
@@ -84,7 +102,7 @@ class AlbumentationsMapper:
             )
         return {
             "is_train": is_train,
-            "augmentations": utils.build_augmentation(cfg, is_train),
+            "augmentations": [_keep_size(a) for a in utils.build_augmentation(cfg, is_train)],
             "image_format": cfg.INPUT.FORMAT,
             "albumentations": albu,
             "skip_bad_images": cfg.DATALOADER.SKIP_BAD_IMAGES,
@@ -109,10 +127,12 @@ class AlbumentationsMapper:
             kept.append(annos[int(i)])
         return out["image"], kept
 
-    def _read(self, file_name: str) -> np.ndarray | None:
-        """The decoded image, or None (counted, logged) for an unreadable file when skipping."""
+    def _read(self, dataset_dict: dict) -> np.ndarray | None:
+        """The decoded film of the record (its file, or the shard bytes a streamed record
+        carries: :func:`~cxr.data.wds.read_record_image`), or None (counted, logged) for an
+        unreadable one when skipping."""
         try:
-            return read_xray(file_name)
+            return read_record_image(dataset_dict)
         except ImageReadError as e:
             if not self.skip_bad_images:
                 raise
@@ -131,7 +151,7 @@ class AlbumentationsMapper:
             the model input dict, or None when the file is unreadable and skipping is on.
         """
         dataset_dict = copy.deepcopy(dataset_dict)
-        image = self._read(dataset_dict["file_name"])
+        image = self._read(dataset_dict)
         if image is None:
             return None
         utils.check_image_size(dataset_dict, image)

@@ -24,6 +24,7 @@ from detectron2.utils import comm
 from ..data import build_mapper
 from ..data.checks import check_image_files
 from ..data.mix import build_mix_mapper
+from ..data.wds import build_stream_test_loader, build_stream_train_loader, is_streamed
 from ..evaluation import build_evaluator
 from ..modeling.test_time_augmentation import build_tta_model
 from ..modeling.meta_arch.classifier import CXRClassifier
@@ -78,20 +79,25 @@ class Trainer(DefaultTrainer):
         """Checks that the training images exist (:func:`~cxr.data.checks.check_image_files`)
         before detectron2's ``DefaultTrainer`` builds the model; the records read for the
         check are the ones the train loader uses."""
-        dicts = _train_dicts(cfg)
-        check_image_files(
-            dicts,
-            skip_bad_images=cfg.DATALOADER.SKIP_BAD_IMAGES,
-            what=f"training ({', '.join(cfg.DATASETS.TRAIN)})",
-        )
+        dicts = None  # shard sets are streamed (cxr.data.wds), not listed
+        if not is_streamed(cfg.DATASETS.TRAIN):
+            dicts = _train_dicts(cfg)
+            check_image_files(
+                dicts,
+                skip_bad_images=cfg.DATALOADER.SKIP_BAD_IMAGES,
+                what=f"training ({', '.join(cfg.DATASETS.TRAIN)})",
+            )
         # DefaultTrainer.__init__ calls self.build_train_loader(cfg): hand it these records.
         self.build_train_loader = functools.partial(type(self).build_train_loader, dicts=dicts)
         super().__init__(cfg)
 
     @classmethod
     def build_train_loader(cls, cfg, dicts: list[dict] | None = None):
-        """Train loader (over ``dicts``, default the ``DATASETS.TRAIN`` records); the
-        (resumable) sampler is reachable as ``loader.cxr_sampler``."""
+        """Train loader (over ``dicts``, default the ``DATASETS.TRAIN`` records; shard sets
+        are streamed from their shards); the (resumable) sampler or stream is reachable as
+        ``loader.cxr_sampler``."""
+        if is_streamed(cfg.DATASETS.TRAIN):
+            return build_stream_train_loader(cfg, build_mapper(cfg, True))
         dicts = _train_dicts(cfg) if dicts is None else dicts
         sampler = build_train_sampler(cfg, dicts)
         mapper = build_mix_mapper(cfg, build_mapper(cfg, True), dicts)  # INPUT.MIX: off = as is
@@ -101,6 +107,8 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
+        if is_streamed([dataset_name]):
+            return build_stream_test_loader(cfg, dataset_name, build_mapper(cfg, False))
         return build_detection_test_loader(cfg, dataset_name, mapper=build_mapper(cfg, False))
 
     @classmethod

@@ -102,3 +102,17 @@ def test_read_at_16_bits_keeps_the_8_bit_steps(tmp_path):
     np.testing.assert_array_equal(read_xray(str(tmp_path / "h.png"), 16), g16)
     with pytest.raises(ValueError, match="bit_depth"):
         read_xray(str(tmp_path / "h.png"), 12)
+def test_decode_xray_of_bytes_equals_read_xray_of_the_file(tmp_path):
+    """A shard member's bytes decode as the same file would (16-bit: min-max to 8 bit)."""
+    from cxr.data.io import decode_xray
+
+    img16 = (np.arange(40 * 30, dtype=np.uint16).reshape(40, 30) * 50).astype(np.uint16)
+    path = str(tmp_path / "film16.png")
+    cv2.imwrite(path, img16)
+    with open(path, "rb") as f:
+        data = f.read()
+    np.testing.assert_array_equal(decode_xray(data, "shard.tar#film16"), read_xray(path))
+    with pytest.raises(ImageReadError, match="shard.tar#k: image data are empty"):
+        decode_xray(b"", "shard.tar#k")
+    with pytest.raises(ImageReadError, match="shard.tar#k: undecodable or truncated"):
+        decode_xray(data[: len(data) // 3], "shard.tar#k")

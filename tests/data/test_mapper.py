@@ -149,3 +149,20 @@ def test_skipped_image_is_replaced_by_detectron2_map_dataset(records, tmp_path):
     mapper = AlbumentationsMapper(_cfg(**{"DATALOADER.SKIP_BAD_IMAGES": True}), True)
     out = MapDataset([bad, rec], mapper)[0]
     assert out["image_id"] == "a" and mapper.num_skipped == 1
+
+
+def test_a_film_already_at_the_training_size_is_not_resized_and_stays_identical():
+    from detectron2.data import transforms as T
+
+    from cxr.data.mapper import ResizeShortestEdgeOrKeep
+
+    img = np.random.default_rng(0).integers(0, 255, (64, 48), dtype=np.uint8)
+    keep = ResizeShortestEdgeOrKeep((48,), 64, "choice")
+    assert isinstance(keep.get_transform(img), T.NoOpTransform)
+    d2 = T.ResizeShortestEdge((48,), 64, "choice").get_transform(img)
+    np.testing.assert_array_equal(d2.apply_image(img), img)  # detectron2: a same-size copy
+    other = ResizeShortestEdgeOrKeep((32,), 64, "choice").get_transform(img)
+    np.testing.assert_array_equal(
+        other.apply_image(img),
+        T.ResizeShortestEdge((32,), 64, "choice").get_transform(img).apply_image(img),
+    )

@@ -1,8 +1,9 @@
 """Distributed correctness on CPU: 2 processes with a gloo process group.
 
-detectron2 v0.6's ``launch`` starts NCCL for more than one process (CUDA only), so the workers
-here create the gloo group themselves and set ``comm._LOCAL_PROCESS_GROUP`` as ``launch``'s
-worker does; everything else goes through detectron2's ``comm`` as in a multi-GPU run.
+The workers here create the gloo group themselves and set ``comm._LOCAL_PROCESS_GROUP`` as
+``launch``'s worker does (``launch`` itself, with cxr.compat's gloo path, is exercised by
+tests/tools/test_train_net_two_machines.py); everything else goes through detectron2's
+``comm`` as in a multi-GPU run.
 """
 from __future__ import annotations
 

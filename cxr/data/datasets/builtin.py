@@ -15,6 +15,7 @@ Expected layout (only what exists is registered; nothing is read until a dataset
   ``rsna_pneumonia_{train,val,test,all}``
 - prepared PNG copies ``<folder>@<size>/<name>/records.json`` (``tools/prepare_data.py``) ->
   ``<name>@<size>`` (see :mod:`.prepared`)
+- ``<folder>@<size>-wds/<name>/`` (shard copies, :mod:`.wds_copies`) -> ``<name>@<size>-wds``
 
 The train / val / test splits (70/15/15 by patient, seed 0, stratified by class) are cached as
 ``<dataset folder>/split_seed0.json`` on first use and reused while the patients match;
@@ -33,12 +34,13 @@ from detectron2.data import DatasetCatalog
 from detectron2.data.catalog import Metadata
 
 from ..splits import SPLIT_NAMES, apply_split, cached_split
-from .common import register_splits
+from .common import PALETTE, register_splits
 from .nih import NIH_CLASSES, load_nih
-from .nih_cls import PHANTOM_FINDINGS, register_nih_cls
+from .nih_cls import NIH_FINDINGS, PHANTOM_FINDINGS, register_nih_cls
 from .prepared import register_prepared_copies, unregistered_copy_message
 from .rsna import RSNA_CLASSES, load_rsna
 from .vindr import VINDR_CLASSES, load_vindr
+from .wds_copies import register_wds_copies, unregistered_wds_message
 
 __all__ = [
     "DatasetLayout",
@@ -46,6 +48,7 @@ __all__ = [
     "LAYOUTS",
     "SPLIT_FRACTIONS",
     "SPLIT_SEED",
+    "layout_metadata",
     "register_all_cxr",
     "register_split_dataset",
     "unregistered_dataset_message",
@@ -154,7 +157,24 @@ LAYOUTS = (
     DatasetLayout("rsna_pneumonia", "rsna_pneumonia", "stage_2_train_labels.csv", _register_rsna),
 )  # fmt: skip
 _LAYOUT_OF = {layout.prefix: layout for layout in LAYOUTS}
+# Classes and evaluator of each family, for a prepared copy whose original folder is absent.
+_LAYOUT_METADATA = {
+    "nih_bbox": (NIH_CLASSES, "cxr"), "phantom_nih": (NIH_CLASSES, "cxr"),
+    "nih_cls": (NIH_FINDINGS, "cxr_cls"), "phantom_nih_cls": (PHANTOM_FINDINGS, "cxr_cls"),
+    "vindr_cxr": (VINDR_CLASSES, "cxr"), "rsna_pneumonia": (RSNA_CLASSES, "cxr"),
+}  # fmt: skip
 _last_root: list[str] = ["datasets"]  # the root of the latest register_all_cxr call
+
+
+def layout_metadata(name: str) -> dict:
+    """``thing_classes``, ``thing_colors`` and ``evaluator_type`` of a cxr split name
+    (``vindr_cxr_train``, ...) without its files; {} for a name cxr does not own."""
+    layout = _layout_of_name(name)
+    if layout is None:
+        return {}
+    classes, evaluator_type = _LAYOUT_METADATA[layout.prefix]
+    colors = [PALETTE[i % len(PALETTE)] for i in range(len(classes))]
+    return {"thing_classes": list(classes), "thing_colors": colors, "evaluator_type": evaluator_type}
 
 
 def register_all_cxr(root: str = "datasets") -> list[str]:
@@ -167,7 +187,10 @@ def register_all_cxr(root: str = "datasets") -> list[str]:
     names = []
     for layout in LAYOUTS:
         names += layout.register(layout.prefix, os.path.join(root, layout.folder))
-    return names + register_prepared_copies(root)
+    names += register_prepared_copies(root)
+    # after the originals, whose metadata the copies carry
+    names += register_wds_copies(root, original_metadata=layout_metadata)
+    return names
 
 
 class DatasetNotFoundError(KeyError):
@@ -205,7 +228,7 @@ def unregistered_dataset_message(name: str) -> str | None:
         return None
     layout, root = _layout_of_name(name), _last_root[0]
     if layout is None:
-        return unregistered_copy_message(name, root)
+        return unregistered_wds_message(name, root) or unregistered_copy_message(name, root)
     env = os.environ.get("DETECTRON2_DATASETS")
     env_text = f"DETECTRON2_DATASETS={env!r}" if env is not None else (
         "DETECTRON2_DATASETS is not set (default 'datasets', relative to the working directory)"

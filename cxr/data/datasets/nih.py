@@ -63,7 +63,7 @@ def nih_class_names(classes: Sequence[str] | None = None) -> list[str]:
 
 def patient_of(image_index: str) -> str:
     """NIH patient id: the file-name prefix before ``_`` (``00013118_008.png`` -> ``00013118``)."""
-    return os.path.basename(str(image_index)).split("_")[0]
+    return str(image_index).rpartition("/")[2].split("_")[0]  # os.path.basename, 2x faster
 
 
 def _image_size(path: str) -> tuple[int, int]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import sys
 from typing import Sequence
 
 import numpy as np
@@ -91,6 +92,7 @@ def load_nih_cls(
     check = RowChecker(data_entry_csv, strict=strict)
     df = read_csv_rows(data_entry_csv, _FIELDS, header=0, usecols=range(len(_FIELDS)))
     out = []
+    parsed: dict[str, list[int]] = {}  # ~800 distinct label strings among 112,120 rows
     for i, row in enumerate(df.to_numpy().tolist()):
         line = csv_line(i)
         name = row[0].strip()
@@ -100,9 +102,13 @@ def load_nih_cls(
             path = check.image_path(line, _FIELDS[0], image_root, name)
         if path is None or check.duplicate(line, _FIELDS[0], name):
             continue
-        labels = _parse_labels(check, line, row[1], classes, index)
+        labels = parsed.get(row[1])
         if labels is None:
-            continue
+            labels = _parse_labels(check, line, row[1], classes, index)
+            if labels is None:
+                continue
+            parsed[row[1]] = labels
+        labels = list(labels)  # each record owns its list
         age = float("nan")
         if row[4].strip():
             age = check.number(line, _FIELDS[4], row[4])
@@ -113,9 +119,9 @@ def load_nih_cls(
             "image_id": os.path.splitext(name)[0],
             "patient_id": patient_of(name),  # as the box loader: file-name prefix
             "labels": labels,
-            "view_position": row[6].strip(),
+            "view_position": sys.intern(row[6].strip()),  # a few values: one string each
             "age": age,
-            "sex": row[5].strip(),
+            "sex": sys.intern(row[5].strip()),
         })  # fmt: skip
     check.report()
     _log_counts(data_entry_csv, out, classes)
