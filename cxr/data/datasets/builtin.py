@@ -228,7 +228,8 @@ def unregistered_dataset_message(name: str) -> str | None:
         return None
     layout, root = _layout_of_name(name), _last_root[0]
     if layout is None:
-        return unregistered_wds_message(name, root) or unregistered_copy_message(name, root)
+        found = (unregistered_copy_message(name, root), unregistered_wds_message(name, root))
+        return "\n".join(m for m in found if m) or None
     env = os.environ.get("DETECTRON2_DATASETS")
     env_text = f"DETECTRON2_DATASETS={env!r}" if env is not None else (
         "DETECTRON2_DATASETS is not set (default 'datasets', relative to the working directory)"
