@@ -264,3 +264,32 @@ def test_copy_placed_with_output_under_the_data_root_is_registered(real_root):
     assert register_prepared_copies(real_root) == ["phantom_vindr_val@96"]
     (d,) = DatasetCatalog.get("phantom_vindr_val@96")
     assert d["file_name"].startswith(out) and max(d["height"], d["width"]) == 96
+
+
+def test_shards_written_by_prepare_stream_as_the_png_copy_reads(real_root):
+    """tools/prepare_data.py's shards are registered as <name>@<size>-wds and streamed by the
+    trainer's reader: the same records (boxes in prepared pixels, original size and scale) and the
+    same pixels as the PNG copy of the same films."""
+    from cxr.data.datasets.wds_copies import register_wds_copies
+    from cxr.data.wds import ShardStream, read_record_image
+
+    prepare_datasets(["phantom_vindr_all"], 80, "png", root=real_root)
+    prepare_datasets(["phantom_vindr_all"], 80, "wds", root=real_root, shard_size=1)
+    register_prepared_copies(real_root)
+    names = register_wds_copies(real_root)
+    for split in SPLITS:
+        png = {d["image_id"]: d for d in DatasetCatalog.get(f"{split}@80")}
+        if not png:
+            continue
+        assert f"{split}@80-wds" in names
+        meta = MetadataCatalog.get(f"{split}@80-wds")
+        assert meta.thing_classes == MetadataCatalog.get(split).thing_classes
+        stream = ShardStream(meta.wds_shards, meta.wds_shard_samples, shuffle_buffer=0, epochs=1)
+        streamed = list(stream)
+        assert sorted(r["image_id"] for r in streamed) == sorted(png)
+        for r in streamed:
+            d = png[r["image_id"]]
+            for key in ("height", "width", "orig_height", "orig_width", "scale", "patient_id"):
+                assert r[key] == d[key], key
+            assert [a["bbox"] for a in r["annotations"]] == [a["bbox"] for a in d["annotations"]]
+            np.testing.assert_array_equal(read_record_image(r), read_xray(d["file_name"]))
