@@ -39,7 +39,7 @@ import sys
 import types
 from typing import Any, Callable
 
-__all__ = ["STANDIN_C", "install"]
+__all__ = ["INSTALL_DETECTRON2", "STANDIN_C", "install", "require_detectron2"]
 
 #: True when the stand-in ``detectron2._C`` was installed by :func:`install`.
 STANDIN_C = False
@@ -56,7 +56,9 @@ class _StandInC(types.ModuleType):
     """Module object for ``detectron2._C`` whose every op raises a clear error when called."""
 
     def __init__(self) -> None:
-        super().__init__("detectron2._C", "Stand-in for detectron2's compiled ops (installed by cxr)")
+        super().__init__(
+            "detectron2._C", "Stand-in for detectron2's compiled ops (installed by cxr)"
+        )
         self.__file__ = __file__  # collect_env prints it
 
     @staticmethod
@@ -80,6 +82,20 @@ class _StandInC(types.ModuleType):
 
         _missing.__name__ = name
         return _missing
+
+
+INSTALL_DETECTRON2 = (
+    "cxr needs detectron2 v0.6, which is not installed and has no wheels on the package index: "
+    "run `python tools/install_detectron2.py` from the cxr source tree (it installs the PyPI "
+    "source release's Python package and detectron2's own dependencies; docs/install.md), or "
+    "install upstream detectron2 from GitHub"
+)
+
+
+def require_detectron2() -> None:
+    """Raise ImportError saying how to install detectron2 when it is not importable."""
+    if importlib.util.find_spec("detectron2") is None:
+        raise ImportError(INSTALL_DETECTRON2)
 
 
 def _compiled_c_available() -> bool:
@@ -197,6 +213,7 @@ def _patch_numpy_int_alias() -> bool:
 def install() -> None:
     """Apply every shim that is needed; idempotent."""
     global STANDIN_C
+    require_detectron2()
     STANDIN_C = _install_standin_c() or STANDIN_C
     _patch_pillow()
     _patch_map_dataset()
