@@ -2,7 +2,8 @@
 
 ``pip install cxr`` (``install_requires`` in ``setup.py``) brings everything the training,
 evaluation, export and ensemble paths import. Heavier parts that only some commands need are
-extras (``pip install 'cxr[deploy]'``; docs/install.md lists them). Code that needs one imports
+extras (``cxr[deploy]``: ``pip install '.[deploy]'`` in a checkout; docs/install.md lists
+them). Code that needs one imports
 it through :func:`import_optional`, so a missing package stops with the line to run instead of a
 bare ``No module named ...``. ``tests/test_install.py`` checks this table against ``setup.py``.
 """
@@ -31,9 +32,11 @@ OPTIONAL_PACKAGES: dict[str, tuple[str, str]] = {
 
 
 def install_hint(module: str) -> str:
-    """``pip install 'cxr[<extra>]'`` (or ``pip install <dist>``) for top-level ``module``."""
+    """The command that installs top-level ``module``: ``pip install <dist>``, or its whole extra
+    ``cxr[<extra>]`` (``pip install '.[<extra>]'`` in a cxr checkout)."""
     dist, extra = OPTIONAL_PACKAGES[module.split(".")[0]]
-    return f"pip install 'cxr[{extra}]' (or pip install {dist})"
+    where = f"pip install '.[{extra}]' in a cxr checkout"
+    return f"pip install {dist} (or the extra cxr[{extra}]: {where})"
 
 
 def import_optional(module: str, purpose: str) -> ModuleType:
