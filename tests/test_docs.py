@@ -41,9 +41,10 @@ GENERATED = (
 )
 # Path components that stand for a name the user or the reader fills in.
 PLACEHOLDER = re.compile(r"[<>*{}$\[\]]|\.\.\.|(^|/)(CFG|DIR|NAME|FILE|PNGS|N)(/|$)|@")
-TOP_LEVEL = {
-    e for e in os.listdir(REPO) if not e.startswith(".") or e in (".ci",)
-} - {"output", ".venv"}
+TOP_LEVEL = {e for e in os.listdir(REPO) if not e.startswith(".") or e in (".ci",)} - {
+    "output",
+    ".venv",
+}
 PACKAGES = ("cxr", "cxr_runtime", "benchmarks")
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 CODE = re.compile(r"`([^`\n]+)`")
@@ -68,8 +69,10 @@ def _link_problems(page: str, text: str) -> list[str]:
         if re.match(r"^[a-z]+:", target):  # http:, https:, mailto:
             continue
         file, _, anchor = target.partition("#")
-        path = os.path.normpath(os.path.join(REPO, os.path.dirname(page), file)) if file else (
-            os.path.join(REPO, page)
+        path = (
+            os.path.normpath(os.path.join(REPO, os.path.dirname(page), file))
+            if file
+            else (os.path.join(REPO, page))
         )
         if not os.path.exists(path):
             problems.append(f"{page}: link to missing {target}")
