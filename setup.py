@@ -26,7 +26,7 @@ INSTALL_REQUIRES = [
     "albumentations>=2.0",
     "pandas",
     "opencv-python-headless",
-    "omegaconf",
+    "omegaconf>=2.1,<2.4",  # hydra-core (LazyConfig overrides, cxr[experiments]) caps it
     "tensorboard",
     "timm",
     "safetensors",
