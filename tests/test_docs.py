@@ -1,5 +1,6 @@
 """The documentation names only what exists: every repository path, file, module and heading
-anchor named in README.md, CONTRIBUTING.md and docs/*.md.
+anchor named in README.md, CONTRIBUTING.md and docs/*.md; and timing tables (a column of ms,
+wall time, CPU s, images/s, ...) live in docs/benchmarks.md only, which other pages link to.
 
 What is checked, per page:
 
@@ -180,6 +181,38 @@ def test_slugs_follow_github():
     assert _slug("What changed in the fine-tune, and what it cost") == (
         "what-changed-in-the-fine-tune-and-what-it-cost"
     )
+
+
+TIMING_COLUMN = re.compile(
+    r"\b(ms|wall|cpu s|s ?/ ?iter\w*|images ?/ ?s|seconds|latency|throughput|time)\b", re.I
+)
+
+
+def _timing_tables(text: str) -> list[str]:
+    """Header rows of markdown tables with a column of times (ms, wall, CPU s, images/s, ...)."""
+    lines = text.splitlines()
+    return [
+        head
+        for head, sep in zip(lines, lines[1:])
+        if head.startswith("|")
+        and re.fullmatch(r"\|[\s|:-]+\|?", sep.strip() or "x")
+        and TIMING_COLUMN.search(head)
+    ]
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if p != "docs/benchmarks.md"])
+def test_timing_tables_live_in_benchmarks_md_only(page):
+    text = open(os.path.join(REPO, page), encoding="utf-8").read()
+    assert not _timing_tables(text), f"{page}: move to docs/benchmarks.md: {_timing_tables(text)}"
+
+
+def test_timing_table_detection():
+    assert _timing_tables("| step | wall |\n| --- | --- |\n| a | 3 s |")
+    assert _timing_tables("| model | ms / image |\n|---|---|")
+    assert not _timing_tables("| config | model | params | GFLOPs |\n|---|---|---|---|")
+    assert not _timing_tables("| step | wall |\n| a | 3 s |")  # not a header row
+    bench = open(os.path.join(REPO, "docs", "benchmarks.md"), encoding="utf-8").read()
+    assert len(_timing_tables(bench)) >= 3
 
 
 def test_config_docstring_lists_every_config_file():
