@@ -54,6 +54,8 @@ REQUIRES = [
     "fvcore<0.1.6,>=0.1.5",
     "iopath<0.1.10,>=0.1.7",
     "omegaconf>=2.1",
+    # imported by detectron2 at module level but left to the user by its setup.py
+    "opencv-python-headless",
 ]
 
 
