@@ -67,7 +67,7 @@ REQUIREMENTS_TXT = os.path.join(
 def pip_commands(wheel: str, constraints: str | None = REQUIREMENTS_TXT) -> list[list[str]]:
     """The two pip runs: the wheel alone (``--no-deps``), then detectron2's dependencies
     (:data:`REQUIRES`, constrained to ``constraints`` when that file exists)."""
-    pip = [sys.executable, "-m", "pip", "install"]
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
     deps = pip + list(REQUIRES)
     if constraints and os.path.isfile(constraints):
         deps += ["-c", constraints]
