@@ -1,7 +1,7 @@
 # cxr — one-command environment, tests, demo and benchmarks.
 #   make setup   create .venv and install everything (idempotent; quick when nothing changed)
 #   make test    setup + the test suite
-#   make demo    setup + phantom data -> train -> evaluate (see README)
+#   make demo    setup + phantom data -> train -> evaluate (docs/demo.md)
 #   make bench   setup + benchmarks against the peers (docs/benchmarks.md)
 PYTHON ?= python3
 VENV := .venv
@@ -27,9 +27,11 @@ test: setup
 
 # The main job on the embedded default data (tools/demo.py prints each step's command): render
 # the phantom set from the shipped NIH boxes (cached), evaluate the shipped phantom-pretrained
-# weights (starting figures), train on from them, evaluate the trained model on phantom_nih_test
-# (report.html: metrics, plots, galleries of false positives and missed lesions), then print the
-# wall time and the report path; output/demo/run.json records time, threads, CPU and both AP50s.
+# weights (starting figures), train on from them (validating on phantom_nih_val: the best
+# checkpoint and its per-class operating points), evaluate that model on phantom_nih_test at
+# those operating points (report.html: metrics, plots, galleries of false positives and missed
+# lesions), then print the wall time and the report path; output/demo/run.json records time,
+# threads, CPU, both AP50s and the operating points.
 # FULL=1 trains from scratch, longer, without the shipped weights.
 PHANTOM_DIR := datasets/phantom_nih
 PHANTOM_ARGS := --output $(PHANTOM_DIR) --size 512 --seed 0 --negatives 300
@@ -44,7 +46,7 @@ demo: setup
 	$(PY) tools/demo.py --output $(DEMO_OUT) $(if $(filter 1,$(FULL)),--full,)
 
 # Re-creates the shipped phantom-pretrained weights: configs/phantom/retinanet_demo.yaml from
-# scratch (2,000 iterations), then 1,000 more from those weights at LR 0.02 (README "Demo").
+# scratch (2,000 iterations), then 1,000 more from those weights at LR 0.02 (docs/demo.md).
 DW := output/demo_weights
 demo-weights: phantom
 	$(PY) tools/train_net.py --config-file configs/phantom/retinanet_demo.yaml OUTPUT_DIR $(DW)/stage1

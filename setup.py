@@ -1,9 +1,61 @@
 """cxr: a detectron2 plugin for lesion detection on chest X-rays.
 
-detectron2 itself is installed by ``tools/install_detectron2.py`` (see README): it has no wheels
-on the package registries, so it is not listed in ``install_requires``.
+``install_requires`` holds every package that training, evaluation (with its plots), export to
+ONNX, ensembles and test-time augmentation import. Optional parts are extras
+(``pip install '.[deploy]'``; docs/install.md); code that needs one imports it through
+``cxr_runtime.optional.import_optional``, whose table names the extra of each module.
+``requirements*.txt`` pin the tested versions; ``tests/test_install.py`` checks that every
+module imported by cxr and cxr_runtime is listed here.
+
+detectron2 itself is installed by ``tools/install_detectron2.py`` (see docs/install.md): it has
+no wheels on the package registries, so it is not listed in ``install_requires``; that script
+also installs detectron2's own dependencies, which are repeated below so that ``pip install .``
+alone brings them.
 """
 from setuptools import find_packages, setup
+
+INSTALL_REQUIRES = [
+    "torch>=2.0",
+    "torchvision",
+    "numpy",
+    "pillow",
+    "PyYAML",
+    "fvcore",
+    "iopath<0.1.10",
+    "pycocotools",
+    "albumentations>=2.0",
+    "pandas",
+    "opencv-python-headless",
+    "omegaconf>=2.1,<2.4",  # hydra-core (LazyConfig overrides, cxr[experiments]) caps it
+    "tensorboard",
+    "timm",
+    "safetensors",
+    "huggingface-hub",
+    "pydicom>=3.0",
+    "matplotlib",
+    "tqdm",
+    "tabulate",
+    # detectron2 v0.6's own runtime dependencies (it is installed with --no-deps)
+    "cloudpickle",
+    "termcolor",
+    "yacs",
+    "setuptools<81",  # detectron2 v0.6 imports pkg_resources
+    "scikit-learn",  # classifier evaluation: ROC curves, t-SNE
+    "ensemble-boxes",  # box fusion: ensembles, TTA, VinDr reader fusion
+    "onnx",  # tools/export.py
+]
+
+EXTRAS_REQUIRE = {
+    # exported models on ONNX Runtime / OpenVINO (--backend onnxruntime|openvino, --int8)
+    "deploy": ["onnxruntime", "openvino"],
+    # the web app and HTTP API
+    "serve": ["fastapi", "uvicorn", "python-multipart", "onnxruntime"],
+    # experiment tracking, hyper-parameter search, LazyConfig overrides / export, WebDataset shards
+    "experiments": ["mlflow", "optuna", "hydra-core", "black", "webdataset"],
+    # converting torchxrayvision's chest-X-ray trunks
+    "convert": ["torchxrayvision"],
+}
+EXTRAS_REQUIRE["all"] = sorted({p for deps in EXTRAS_REQUIRE.values() for p in deps})
 
 setup(
     name="cxr",
@@ -13,20 +65,6 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["cxr", "cxr.*", "cxr_runtime", "cxr_runtime.*"]),
-    install_requires=[
-        "torch>=2.0",
-        "torchvision",
-        "fvcore",
-        "iopath<0.1.10",
-        "pycocotools",
-        "albumentations>=2.0",
-        "pandas",
-        "opencv-python-headless",
-        "omegaconf",
-        "tensorboard",
-        "timm",
-        "pydicom",
-        "matplotlib",
-        "setuptools<81",
-    ],
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
 )

@@ -47,7 +47,7 @@ import sys
 import types
 from typing import Any, Callable
 
-__all__ = ["STANDIN_C", "install"]
+__all__ = ["INSTALL_DETECTRON2", "STANDIN_C", "install", "require_detectron2"]
 
 #: True when the stand-in ``detectron2._C`` was installed by :func:`install`.
 STANDIN_C = False
@@ -90,6 +90,20 @@ class _StandInC(types.ModuleType):
 
         _missing.__name__ = name
         return _missing
+
+
+INSTALL_DETECTRON2 = (
+    "cxr needs detectron2 v0.6, which is not installed and has no wheels on the package index: "
+    "run `python tools/install_detectron2.py` from the cxr source tree (it installs the PyPI "
+    "source release's Python package and detectron2's own dependencies; docs/install.md), or "
+    "install upstream detectron2 from GitHub"
+)
+
+
+def require_detectron2() -> None:
+    """Raise ImportError saying how to install detectron2 when it is not importable."""
+    if importlib.util.find_spec("detectron2") is None:
+        raise ImportError(INSTALL_DETECTRON2)
 
 
 def _compiled_c_available() -> bool:
@@ -298,6 +312,7 @@ def _patch_create_ddp_model() -> bool:
 def install() -> None:
     """Apply every shim that is needed; idempotent."""
     global STANDIN_C
+    require_detectron2()
     STANDIN_C = _install_standin_c() or STANDIN_C
     _patch_pillow()
     _patch_map_dataset()

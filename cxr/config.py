@@ -1,9 +1,20 @@
 """cxr's configuration: new keys on top of detectron2's defaults, and safe-only YAML loading.
 
 ``add_cxr_config(cfg)`` adds every key cxr reads, like detectron2's ``add_pointrend_config``.
-The keys are declared next to the code that reads them (``cxr/data/config.py``,
-``cxr/modeling/config.py``, ``cxr/evaluation/config.py``, ``cxr/engine/config.py``), each with a
-comment; this module composes them.
+The keys are declared next to the code that reads them, each with a comment; this module
+composes them. The files:
+
+- ``cxr/data/config.py``: ``INPUT.MAPPER``, ``INPUT.ALBUMENTATIONS``,
+  ``DATALOADER.SKIP_BAD_IMAGES``;
+- ``cxr/data/mix_config.py``: ``INPUT.MIX``;
+- ``cxr/modeling/config.py``: ``MODEL.TIMM``, ``MODEL.EFFICIENTNET``, ``MODEL.BIFPN`` and cxr's
+  keys under ``MODEL.ANCHOR_GENERATOR``, ``MODEL.RETINANET``, ``MODEL.ROI_BOX_HEAD``;
+- ``cxr/modeling/classifier_config.py``: ``MODEL.CLASSIFIER``, ``MODEL.TRUNK_WEIGHTS``;
+- ``cxr/modeling/tta_config.py``: ``TEST.AUG`` (test-time augmentation);
+- ``cxr/evaluation/config.py``: ``CXR.EVAL``;
+- ``cxr/engine/config.py``: ``MODEL.EMA``, ``DATALOADER.NEGATIVE_FRACTION``, ``TEST.BEST_*``,
+  ``TEST.VAL_LOSS_*``, ``CXR.VIS``;
+- ``cxr/engine/swa_config.py``: ``SOLVER.SWA``.
 
 detectron2's ``CfgNode.load_yaml_with_base`` falls back to ``yaml.unsafe_load`` when
 ``yaml.safe_load`` fails, so a config file can run code. :class:`CfgNode` here loads every file,

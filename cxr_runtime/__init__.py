@@ -10,7 +10,9 @@ detectron2, which a prediction process does not need):
 - :mod:`cxr_runtime.io`: PNG / JPEG / DICOM readers;
 - :mod:`cxr_runtime.operating_points`: the decision rule and ``thresholds.json``;
 - :mod:`cxr_runtime.predict`: the prediction loop and its output files (``tools/predict.py``);
-- :mod:`cxr_runtime.fileio`, :mod:`cxr_runtime.paths`: atomic writes, output-folder checks.
+- :mod:`cxr_runtime.fileio`, :mod:`cxr_runtime.paths`: atomic writes, output-folder checks;
+- :mod:`cxr_runtime.optional`: optional packages, imported with the ``pip install`` extra to run
+  when missing (cxr uses it too).
 
 cxr re-exports these under its own names (``cxr.export.runtime``, ``cxr.data.io``, ...).
 Submodules are imported on demand, so ``import cxr_runtime`` costs nothing.

@@ -30,6 +30,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .optional import import_optional
+
 __all__ = [
     "Detections",
     "METADATA_KEY",
@@ -76,27 +78,13 @@ class Detections:
 
 
 def import_onnxruntime():
-    """``onnxruntime``, or an ImportError saying how to install it (it is optional)."""
-    try:
-        import onnxruntime
-    except ImportError:
-        raise ImportError(
-            "the onnxruntime backend needs the onnxruntime package: "
-            "pip install onnxruntime (see requirements-dev.txt for the tested version)"
-        ) from None
-    return onnxruntime
+    """``onnxruntime``, or an ImportError naming the ``cxr[deploy]`` extra (it is optional)."""
+    return import_optional("onnxruntime", "the onnxruntime backend")
 
 
 def import_openvino():
-    """``openvino``, or an ImportError saying how to install it (it is optional)."""
-    try:
-        import openvino
-    except ImportError:
-        raise ImportError(
-            "the openvino backend needs the openvino package: "
-            "pip install openvino (see requirements-dev.txt for the tested version)"
-        ) from None
-    return openvino
+    """``openvino``, or an ImportError naming the ``cxr[deploy]`` extra (it is optional)."""
+    return import_optional("openvino", "the openvino backend")
 
 
 def resized_shape(height: int, width: int, short_edge: int, max_size: int) -> tuple[int, int]:

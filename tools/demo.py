@@ -3,12 +3,16 @@
 
 Examples::
 
-    python tools/demo.py                       # the fine-tune demo, about 6 min on 2 CPU cores
+    python tools/demo.py                       # the fine-tune demo (docs/demo.md)
     python tools/demo.py --full                # from scratch, no shipped weights (longer)
     python tools/demo.py --profile 10          # CPU seconds per training iteration, by part
 
-Prints each step's command before running it, then both phantom-test AP50 figures, the wall
-time, and the path of the evaluation's report.html (last line); writes OUTPUT/run.json.
+Prints each step's command before running it. Training evaluates on phantom_nih_val every 500
+iterations (AP curves in TensorBoard), keeps the best checkpoint (OUTPUT/model_best.pth) and the
+per-class operating points chosen on phantom_nih_val beside it (OUTPUT/thresholds.json); that
+model is then scored on phantom_nih_test at those operating points. Last, it prints both
+phantom-test AP50 figures, the operating points, the wall time, and the path of the evaluation's
+report.html (last line); writes OUTPUT/run.json.
 Logic: :mod:`cxr.apps.demo`.
 """
 

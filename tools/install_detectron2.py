@@ -6,7 +6,10 @@ release ``pb1-detectron2==0.6``, whose ``detectron2/`` package is byte-identical
 but whose C++/CUDA sources are missing, so ``pip install pb1-detectron2`` fails at the compile
 step. This script downloads that archive from the package index, verifies its sha256, and packs
 its pure-Python ``detectron2/`` package into a wheel named ``detectron2-0.6`` that pip installs.
-Nothing is compiled; :mod:`cxr.compat` supplies the missing ``detectron2._C`` stand-in.
+Nothing is compiled; :mod:`cxr.compat` supplies the missing ``detectron2._C`` stand-in. The
+wheel goes in with ``--no-deps`` (so that a reinstall never replaces pinned packages); detectron2's
+own runtime dependencies (:data:`REQUIRES`: cloudpickle, fvcore, iopath, ...) are then installed
+by a second ``pip install``, held to ``requirements.txt``'s pins when run from a cxr checkout.
 
 Usage::
 
@@ -51,7 +54,24 @@ REQUIRES = [
     "fvcore<0.1.6,>=0.1.5",
     "iopath<0.1.10,>=0.1.7",
     "omegaconf>=2.1",
+    # imported by detectron2 at module level but left to the user by its setup.py
+    "opencv-python-headless",
 ]
+
+
+REQUIREMENTS_TXT = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "requirements.txt"
+)
+
+
+def pip_commands(wheel: str, constraints: str | None = REQUIREMENTS_TXT) -> list[list[str]]:
+    """The two pip runs: the wheel alone (``--no-deps``), then detectron2's dependencies
+    (:data:`REQUIRES`, constrained to ``constraints`` when that file exists)."""
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    deps = pip + list(REQUIRES)
+    if constraints and os.path.isfile(constraints):
+        deps += ["-c", constraints]
+    return [pip + ["--no-deps", "--force-reinstall", wheel], deps]
 
 
 def installed_version() -> str | None:
@@ -132,7 +152,10 @@ def main(argv: list[str] | None = None) -> int:
 
     current = installed_version()
     if current is not None and not args.force:
-        print(f"install_detectron2: detectron2 {current} already installed; nothing to do")
+        print(
+            f"install_detectron2: detectron2 {current} already installed; checking its dependencies"
+        )
+        subprocess.run(pip_commands("")[1], check=True)
         return 0
 
     if args.sdist:
@@ -150,9 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(f"install_detectron2: sha256 verified ({digest})")
     with tempfile.TemporaryDirectory() as tmp:
-        wheel = build_wheel(data, tmp)
-        cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--force-reinstall", wheel]
-        subprocess.run(cmd, check=True)
+        for cmd in pip_commands(build_wheel(data, tmp)):
+            subprocess.run(cmd, check=True)
     print(f"install_detectron2: installed detectron2 {installed_version()}")
     return 0
 

@@ -3,8 +3,12 @@
 Each step is its own command (printed before it runs, so any step can be repeated by hand):
 ``datasets/prepare_phantom.py`` (cached), ``tools/eval.py`` on the shipped phantom-pretrained
 weights (the starting figures), ``tools/train_net.py`` on the demo config, ``tools/eval.py`` on
-the trained model. :func:`run_demo` times the whole run and writes ``<output>/run.json``: wall
-time (whole run and per step), torch thread count, CPU model, both phantom-test AP50 figures.
+the trained model. The product's own method throughout: training evaluates on the validation
+split (``phantom_nih_val``, ``TEST.EVAL_PERIOD``), keeps the best checkpoint
+(``model_best.pth``) and the per-class operating points chosen on that split beside it
+(``thresholds.json``); the test split is then scored with that model at those operating points.
+:func:`run_demo` times the whole run and writes ``<output>/run.json``: wall time (whole run and
+per step), torch thread count, CPU model, both phantom-test AP50 figures, the operating points.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import subprocess
 import sys
 import time
 
+from ..evaluation.operating_points import load_thresholds
 from ..fileio import write_json_atomic
 
 __all__ = ["DemoSettings", "cpu_model", "demo_steps", "run_demo"]
@@ -35,8 +40,9 @@ class DemoSettings:
         start_config, start_weights: the shipped weights and the config they were trained with
             (their own input size), evaluated first. Empty ``start_weights``: no starting
             evaluation.
-        config: the training config; opts: its KEY VALUE overrides.
-        dataset: the evaluation split; bootstrap: resamples for the 95% CIs.
+        config: the training config (it must evaluate during training, ``TEST.EVAL_PERIOD`` >
+            0, on the validation split ``DATASETS.TEST``); opts: its KEY VALUE overrides.
+        dataset: the test split; bootstrap: resamples for the 95% CIs.
         python: interpreter for every step.
     """
 
@@ -54,6 +60,16 @@ class DemoSettings:
     python: str = sys.executable
 
 
+def trained_model(s: DemoSettings) -> str:
+    """The checkpoint the demo scores: the best one on the validation split."""
+    return os.path.join(s.output, "model_best.pth")
+
+
+def operating_points_file(s: DemoSettings) -> str:
+    """``thresholds.json`` beside :func:`trained_model`: its operating points on validation."""
+    return os.path.join(s.output, "thresholds.json")
+
+
 def demo_steps(s: DemoSettings) -> list[tuple[str, list[str]]]:
     """The demo's ``(name, command)`` steps, in order."""
     py = s.python
@@ -68,9 +84,8 @@ def demo_steps(s: DemoSettings) -> list[tuple[str, list[str]]]:
         steps.append(("evaluate starting weights", start))
     train = [py, "tools/train_net.py", "--config-file", s.config, "OUTPUT_DIR", s.output]
     steps.append(("train", train + list(s.opts)))
-    final = evaluate + ["--config-file", s.config]
-    final += ["--checkpoint", os.path.join(s.output, "model_final.pth")]
-    final += ["--output", os.path.join(s.output, "eval")]
+    final = evaluate + ["--config-file", s.config, "--checkpoint", trained_model(s)]
+    final += ["--thresholds", operating_points_file(s), "--output", os.path.join(s.output, "eval")]
     steps.append(("evaluate trained model", final + list(s.opts)))
     return steps
 
@@ -102,6 +117,17 @@ def _fmt_time(seconds: float) -> str:
     return f"{m} min {s:02d} s" if m else f"{s} s"
 
 
+def _check_training_outputs(s: DemoSettings) -> None:
+    """The best checkpoint and its validation operating points exist after training."""
+    for path in (trained_model(s), operating_points_file(s)):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"{path} was not written by training: the demo scores the best checkpoint on the "
+                f"validation split at its operating points, so {s.config} needs TEST.EVAL_PERIOD "
+                "> 0, a DATASETS.TEST split and TEST.BEST_METRIC"
+            )
+
+
 def run_demo(s: DemoSettings, echo=print, started: float | None = None) -> dict:
     """Run :func:`demo_steps`, stop at the first failing step, write ``<output>/run.json``.
 
@@ -112,7 +138,8 @@ def run_demo(s: DemoSettings, echo=print, started: float | None = None) -> dict:
         the ``run.json`` content.
 
     Raises:
-        subprocess.CalledProcessError when a step fails.
+        subprocess.CalledProcessError when a step fails; FileNotFoundError when training left no
+        best checkpoint or operating points.
     """
     t0 = time.time() if started is None else started
     steps = []
@@ -121,12 +148,13 @@ def run_demo(s: DemoSettings, echo=print, started: float | None = None) -> dict:
         t = time.perf_counter()
         subprocess.run(cmd, check=True)
         steps.append({"step": name, "command": cmd, "wall_time_s": time.perf_counter() - t})
+        if name == "train":
+            _check_training_outputs(s)
     import torch
 
     wall = time.time() - t0
     start = _ap50(os.path.join(s.output, "eval_start")) if s.start_weights else None
     final = _ap50(os.path.join(s.output, "eval"))
-    report = os.path.join(s.output, "eval", "report.html")
     record = {
         "wall_time_s": round(wall, 1),
         "steps": [{**x, "wall_time_s": round(x["wall_time_s"], 1)} for x in steps],
@@ -140,21 +168,33 @@ def run_demo(s: DemoSettings, echo=print, started: float | None = None) -> dict:
         "config": s.config,
         "opts": list(s.opts),
         "dataset": s.dataset,
-        "report": report,
+        "model": trained_model(s),
+        "thresholds_file": operating_points_file(s),
+        "operating_points": load_thresholds(operating_points_file(s)),
+        "report": os.path.join(s.output, "eval", "report.html"),
     }
     write_json_atomic(os.path.join(s.output, "run.json"), record)
+    _echo_summary(s, record, echo)
+    return record
+
+
+def _echo_summary(s: DemoSettings, record: dict, echo) -> None:
+    """The demo's last lines: AP50s, operating points, TensorBoard, run.json, time, report."""
+    start, final, wall = record["start_AP50"], record["final_AP50"], record["wall_time_s"]
     ap = f"{final:.3f}" if final is not None else "-"
     if start is not None and final is not None:
         ap = f"{start:.3f} (starting weights) -> {final:.3f} ({final - start:+.3f})"
+    points = ", ".join(f"{k} {v:.3f}" for k, v in record["operating_points"].items())
     echo("")
     echo(f"{s.dataset} COCO AP50: {ap}")
+    echo(f"Operating points (validation split, used on {s.dataset}): {points}")
+    echo(f"              {record['thresholds_file']}, beside {record['model']}")
     echo(f"TensorBoard:  tensorboard --logdir {s.output}")
     echo(f"Run record:   {os.path.join(s.output, 'run.json')}")
     echo(
         f"Demo wall time {_fmt_time(wall)} ({wall:.0f} s), {record['torch_threads']} torch threads"
     )
-    echo(f"Report:       {report}")
-    return record
+    echo(f"Report:       {record['report']}")
 
 
 PROFILE_PARTS = ("data", "preprocess", "trunk", "fpn", "head", "losses", "backward", "step")

@@ -22,6 +22,7 @@ import os
 import socket
 
 import torch
+from cxr_runtime.optional import import_optional
 
 from .common import ConversionReport
 from .resnet import convert_torchvision_resnet
@@ -63,7 +64,7 @@ def convert_xrv_state(
 
 def xrv_weights_file(weights: str, cache_dir: str | None = None) -> tuple[str, str]:
     """(URL, local path) torchxrayvision downloads ``weights`` from / to."""
-    import torchxrayvision as xrv
+    xrv = import_optional("torchxrayvision", "converting torchxrayvision weights")
 
     if weights not in xrv.models.model_urls:
         choices = sorted(k for k in xrv.models.model_urls if k.startswith(("densenet", "resnet")))
@@ -79,7 +80,7 @@ def load_xrv_model(weights: str, cache_dir: str | None = None) -> torch.nn.Modul
     Raises:
         OSError: the file is neither cached nor downloadable, naming the URL and where to put it.
     """
-    import torchxrayvision as xrv
+    xrv = import_optional("torchxrayvision", "converting torchxrayvision weights")
 
     url, path = xrv_weights_file(weights, cache_dir)
     cls = xrv.models.DenseNet if weights.startswith("densenet") else xrv.models.ResNet

@@ -18,13 +18,16 @@ def quantize_int8(src: str, dst: str) -> str:
         ``dst``.
     """
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from cxr_runtime.optional import import_optional
 
     from ..fileio import atomic_write
     from .runtime import METADATA_KEY
 
+    ortq = import_optional("onnxruntime.quantization", "tools/export.py --int8")
     tmp = dst + ".quant-tmp"
-    quantize_dynamic(src, tmp, weight_type=QuantType.QInt8, op_types_to_quantize=["Conv", "MatMul"])
+    ortq.quantize_dynamic(
+        src, tmp, weight_type=ortq.QuantType.QInt8, op_types_to_quantize=["Conv", "MatMul"]
+    )
     proto = onnx.load(tmp)
     meta = {p.key: p.value for p in onnx.load(src, load_external_data=False).metadata_props}
     onnx.helper.set_model_props(proto, {METADATA_KEY: meta[METADATA_KEY]})
