@@ -26,7 +26,7 @@ INSTALL_REQUIRES = [
     "albumentations>=2.0",
     "pandas",
     "opencv-python-headless",
-    "omegaconf>=2.1,<2.4",  # hydra-core (LazyConfig overrides, cxr[experiments]) caps it
+    "omegaconf>=2.1,<2.4",  # hydra-core caps it
     "tensorboard",
     "timm",
     "safetensors",
@@ -43,6 +43,9 @@ INSTALL_REQUIRES = [
     "scikit-learn",  # classifier evaluation: ROC curves, t-SNE
     "ensemble-boxes",  # box fusion: ensembles, TTA, VinDr reader fusion
     "onnx",  # tools/export.py
+    "hydra-core",  # LazyConfig key=value overrides (detectron2's LazyConfig.apply_overrides)
+    "black",  # LazyConfig.to_py (the saved config.yaml's Python twin)
+    "webdataset",  # prepared shard copies: writing and streaming them
 ]
 
 EXTRAS_REQUIRE = {
@@ -50,8 +53,8 @@ EXTRAS_REQUIRE = {
     "deploy": ["onnxruntime", "openvino"],
     # the web app and HTTP API
     "serve": ["fastapi", "uvicorn", "python-multipart", "onnxruntime"],
-    # experiment tracking, hyper-parameter search, LazyConfig overrides / export, WebDataset shards
-    "experiments": ["mlflow", "optuna", "hydra-core", "black", "webdataset"],
+    # experiment tracking and hyper-parameter search
+    "experiments": ["mlflow", "optuna"],
     # converting torchxrayvision's chest-X-ray trunks
     "convert": ["torchxrayvision"],
 }

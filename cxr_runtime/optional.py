@@ -24,9 +24,6 @@ OPTIONAL_PACKAGES: dict[str, tuple[str, str]] = {
     "python_multipart": ("python-multipart", "serve"),
     "mlflow": ("mlflow", "experiments"),
     "optuna": ("optuna", "experiments"),
-    "hydra": ("hydra-core", "experiments"),
-    "black": ("black", "experiments"),
-    "webdataset": ("webdataset", "experiments"),
     "torchxrayvision": ("torchxrayvision", "convert"),
 }
 
