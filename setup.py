@@ -13,6 +13,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["cxr", "cxr.*", "cxr_runtime", "cxr_runtime.*"]),
+    # the served app's page (tools/serve.py)
+    package_data={"cxr_runtime.serve": ["static/*"]},
     install_requires=[
         "torch>=2.0",
         "torchvision",

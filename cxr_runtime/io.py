@@ -11,6 +11,7 @@ PNGs, DICOMs without VOI attributes) are scaled min-max.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import struct
@@ -18,7 +19,14 @@ import struct
 import cv2
 import numpy as np
 
-__all__ = ["ImageReadError", "has_dicom_preamble", "is_dicom", "read_xray", "read_xray_size"]
+__all__ = [
+    "ImageReadError",
+    "has_dicom_preamble",
+    "is_dicom",
+    "read_xray",
+    "read_xray_bytes",
+    "read_xray_size",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -116,19 +124,25 @@ def _first(value) -> float:
         return float(value)
 
 
-def _read_dicom(path: str) -> np.ndarray:
+def _read_dicom(data: bytes, name: str, max_pixels: int | None = None) -> np.ndarray:
     import pydicom
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     try:
-        ds = pydicom.dcmread(path)
+        ds = pydicom.dcmread(io.BytesIO(data))
+        if "PixelData" not in ds and "FloatPixelData" not in ds:
+            raise ImageReadError(name, "a DICOM without pixel data (no PixelData element)")
+        _check_pixels(name, (int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)),
+                      max_pixels)  # fmt: skip
         arr = ds.pixel_array
+    except ImageReadError:
+        raise
     except Exception as e:  # pydicom raises many types for bad files
-        raise ImageReadError(path, f"not a readable DICOM ({type(e).__name__}: {e})") from None
+        raise ImageReadError(name, f"not a readable DICOM ({type(e).__name__}: {e})") from None
     if arr.ndim == 3 and ds.get("SamplesPerPixel", 1) == 1:
         arr = arr[0]  # multi-frame: first frame
     if arr.ndim != 2:
-        return _to_gray_uint8(arr, path)
+        return _to_gray_uint8(arr, name)
     arr = apply_modality_lut(arr, ds)
     if "VOILUTSequence" in ds:
         out = _scale_min_max(apply_voi_lut(arr, ds))
@@ -139,6 +153,53 @@ def _read_dicom(path: str) -> np.ndarray:
     if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
         out = 255 - out
     return out
+
+
+def _check_pixels(name: str, hw: tuple[int, int] | None, max_pixels: int | None) -> None:
+    """Refuse an image whose header claims more than ``max_pixels`` pixels (a decompression
+    bomb) before its pixels are decoded."""
+    if max_pixels is not None and hw is not None and hw[0] * hw[1] > max_pixels:
+        raise ImageReadError(
+            name,
+            f"its header claims {hw[1]} x {hw[0]} pixels, over the limit of {max_pixels:,} "
+            "pixels (width x height)",
+        )
+
+
+def read_xray_bytes(
+    data: bytes, name: str = "upload", *, dicom: bool | None = None, max_pixels: int | None = None
+) -> np.ndarray:
+    """Read a radiograph held in memory (an upload) as grayscale, as :func:`read_xray` does.
+
+    Args:
+        data: the file's bytes (PNG, JPEG, anything OpenCV decodes, or DICOM).
+        name: what error messages call the file; its extension (``.dcm``) marks DICOM files
+            without a preamble, as a path's does.
+        dicom: True / False to say whether ``data`` is DICOM; None: decide as :func:`is_dicom`.
+        max_pixels: refuse images whose header claims more pixels (width x height) than this,
+            before decoding them; None: no limit.
+
+    Returns:
+        H x W ``uint8`` array, bright = dense.
+
+    Raises:
+        ImageReadError: empty, too large, truncated or undecodable data.
+    """
+    if not data:
+        raise ImageReadError(name, "file is empty")
+    if dicom is None:
+        dicom = is_dicom(name, data[:132])
+    if dicom:
+        return _read_dicom(data, name, max_pixels)
+    head = data[:32]
+    hw = _png_size(head)
+    if hw is None and head[:2] == b"\xff\xd8":
+        hw = _jpeg_size(io.BytesIO(data))
+    _check_pixels(name, hw, max_pixels)
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ImageReadError(name, "undecodable or truncated image data")
+    return _to_gray_uint8(img, name)
 
 
 def read_xray(path: str) -> np.ndarray:
@@ -155,13 +216,7 @@ def read_xray(path: str) -> np.ndarray:
         ImageReadError: the file is missing, empty, truncated or undecodable.
     """
     path = os.fspath(path)
-    data = _read_bytes(path)
-    if is_dicom(path, data[:132]):
-        return _read_dicom(path)
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ImageReadError(path, "undecodable or truncated image data")
-    return _to_gray_uint8(img, path)
+    return read_xray_bytes(_read_bytes(path), path)
 
 
 def _png_size(head: bytes) -> tuple[int, int] | None:
