@@ -196,7 +196,10 @@ def read_xray_bytes(
     if hw is None and head[:2] == b"\xff\xd8":
         hw = _jpeg_size(io.BytesIO(data))
     _check_pixels(name, hw, max_pixels)
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    try:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as e:  # e.g. over OpenCV's own pixel limit (CV_IO_MAX_IMAGE_PIXELS)
+        raise ImageReadError(name, f"OpenCV cannot decode it ({e.err})") from None
     if img is None:
         raise ImageReadError(name, "undecodable or truncated image data")
     return _to_gray_uint8(img, name)

@@ -161,7 +161,7 @@ def create_app(model: ServedModel, settings: ServeSettings | None = None) -> Fas
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    @app.get("/healthz", response_model=Health)
+    @app.get("/healthz", response_model=Health, response_model_exclude_none=True)
     def healthz() -> dict:
         """The process answers."""
         return {"status": "ok"}

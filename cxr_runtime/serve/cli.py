@@ -7,12 +7,12 @@ import logging
 import sys
 from typing import Sequence
 
+from .model import DEFAULT_MAX_PIXELS
+
 __all__ = ["build_app", "is_loopback", "main", "parse_args", "read_token"]
 
 logger = logging.getLogger("cxr_runtime.serve")
 
-#: largest film, in pixels (width x height), decoded; larger headers are refused (422) unread
-DEFAULT_MAX_PIXELS = 40_000_000
 
 
 def parse_args(argv: Sequence[str] | None, description: str = "") -> argparse.Namespace:

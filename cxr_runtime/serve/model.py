@@ -22,10 +22,12 @@ from ..io import read_xray_bytes
 from ..operating_points import class_thresholds
 from ..predict import predict_image
 
-__all__ = ["ServedModel", "file_sha256"]
+__all__ = ["DEFAULT_MAX_PIXELS", "ServedModel", "file_sha256"]
 
 logger = logging.getLogger(__name__)
 
+#: largest film, in pixels (width x height), decoded; larger headers are refused unread
+DEFAULT_MAX_PIXELS = 40_000_000
 #: long side, in pixels, of the film image returned for display (``display=true``)
 DISPLAY_MAX_SIDE = 1024
 
@@ -73,7 +75,7 @@ class ServedModel:
         path: str,
         backend: str,
         sha256: str,
-        max_pixels: int | None = None,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ):
         self.predictor = predictor
         self.class_names: list[str] = list(metadata["class_names"])
@@ -98,7 +100,11 @@ class ServedModel:
 
     @classmethod
     def load(
-        cls, path: str, backend: str = "onnxruntime", threads: int = 0, max_pixels: int | None = None
+        cls,
+        path: str,
+        backend: str = "onnxruntime",
+        threads: int = 0,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> "ServedModel":
         """Load ``path`` (a ``model.onnx`` of ``tools/export.py``) with ``backend``.
 
