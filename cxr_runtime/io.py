@@ -22,6 +22,7 @@ import numpy as np
 __all__ = [
     "ImageReadError",
     "has_dicom_preamble",
+    "has_image_signature",
     "is_dicom",
     "read_xray",
     "read_xray_bytes",
@@ -48,7 +49,8 @@ def has_dicom_preamble(head: bytes) -> bool:
     return len(head) >= 132 and head[128:132] == b"DICM"
 
 
-def _has_image_signature(head: bytes) -> bool:
+def has_image_signature(head: bytes) -> bool:
+    """True when ``head`` (a file's first bytes) starts as a PNG or a JPEG does."""
     return head[:8] == _PNG_SIG or head[:2] == b"\xff\xd8"
 
 
@@ -69,7 +71,7 @@ def is_dicom(path: str, head: bytes | None = None) -> bool:
             head = b""
     if has_dicom_preamble(head):
         return True
-    return str(path).lower().endswith(_DICOM_EXTS) and not _has_image_signature(head)
+    return str(path).lower().endswith(_DICOM_EXTS) and not has_image_signature(head)
 
 
 def _read_bytes(path: str) -> bytes:

@@ -114,6 +114,10 @@ class ServedModel:
         """
         if not path.endswith(".onnx"):
             raise ValueError(f"--checkpoint must be a model.onnx from tools/export.py, got {path!r}")
+        if backend == "onnxruntime":  # a hospital's server sends nothing to third parties
+            from ..detector import import_onnxruntime
+
+            import_onnxruntime().disable_telemetry_events()
         detector = OnnxDetector(path, engine=backend, num_threads=threads)
         return cls(detector, detector.metadata, path=path, backend=backend,
                    sha256=file_sha256(path), max_pixels=max_pixels)  # fmt: skip

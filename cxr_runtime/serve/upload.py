@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 from typing import AsyncIterator
 
+from ..io import has_image_signature
+
 __all__ = ["RAW_TYPES", "Upload", "UploadError", "parse_upload", "read_limited"]
 
 #: raw-body content types: value = True when the body is DICOM, None when decided by content
@@ -36,7 +38,8 @@ class Upload:
         data: the file's bytes.
         name: ``upload`` plus the extension of the client's file name (path parts and the
             name itself are dropped: they are never used, logged or returned).
-        dicom: True when declared DICOM (``application/dicom``); None: decided by content.
+        dicom: True when declared DICOM (``application/dicom``) and not starting as a PNG or
+            JPEG does; None: decided by content (:func:`~cxr_runtime.io.is_dicom`).
     """
 
     data: bytes
@@ -135,4 +138,6 @@ def parse_upload(body: bytes, content_type: str | None) -> Upload:
         )
     if not upload.data:
         raise UploadError(400, "empty upload: the film has 0 bytes")
+    if has_image_signature(upload.data[:8]):
+        upload.dicom = None  # a PNG / JPEG, whatever its declared type
     return upload

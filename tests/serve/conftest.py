@@ -51,8 +51,8 @@ def write_identified_dicom(path: str, gray: np.ndarray) -> str:
 def films(phantom_images, tmp_path_factory):  # noqa: F811
     """{"png": phantom PNG, "dicom": extensionless 16-bit DICOM with a patient name and ID}."""
     root = tmp_path_factory.mktemp("films")
-    png = str(root / "film0.png")
-    cv2.imwrite(png, phantom_images[0])
+    png = str(root / "film1.png")
+    cv2.imwrite(png, phantom_images[1])  # several positive findings
     dicom = write_identified_dicom(str(root / "IM0002"), phantom_images[2])
     return {"png": png, "dicom": dicom}
 
