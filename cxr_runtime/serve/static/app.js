@@ -156,22 +156,33 @@ function fillFindings(findings) {
 function drawBoxes() {
   const svg = $("boxes");
   svg.replaceChildren();
+  const w = state.result.image.width, h = state.result.image.height;
+  const font = Math.max(w, h) / 40;
   let drawn = 0;
-  for (const d of state.result.detections) {
+  const labelsAt = {};  // boxes sharing a corner get their labels stacked, not overprinted
+  // lowest score first, so that the most certain boxes are drawn on top
+  for (const d of [...state.result.detections].reverse()) {
     if (!state.shown[d.class_name] || d.score < state.cutoff[d.class_name]) continue;
+    const g = document.createElementNS(SVG_NS, "g");
     const r = document.createElementNS(SVG_NS, "rect");
-    r.setAttribute("class", "box");
-    r.setAttribute("x", d.x0);
-    r.setAttribute("y", d.y0);
-    r.setAttribute("width", Math.max(d.x1 - d.x0, 0));
-    r.setAttribute("height", Math.max(d.y1 - d.y0, 0));
-    r.setAttribute("stroke", colorOf(d.class_name));
-    r.setAttribute("data-class", d.class_name);
-    r.setAttribute("data-score", d.score);
+    const attrs = { class: "box", x: d.x0, y: d.y0, width: Math.max(d.x1 - d.x0, 0),
+      height: Math.max(d.y1 - d.y0, 0), stroke: colorOf(d.class_name),
+      "data-class": d.class_name, "data-score": d.score };
+    for (const [k, v] of Object.entries(attrs)) r.setAttribute(k, v);
     const title = document.createElementNS(SVG_NS, "title");
     title.textContent = `${d.class_name} ${d.score.toFixed(2)}`;
     r.append(title);
-    svg.append(r);
+    const label = document.createElementNS(SVG_NS, "text");
+    label.setAttribute("class", "label");
+    label.setAttribute("x", d.x0 + font * 0.2);
+    const key = `${Math.round(d.x0 / font)},${Math.round(d.y0 / font)}`;
+    labelsAt[key] = (labelsAt[key] || 0) + 1;
+    label.setAttribute("y", Math.max(d.y0 - font * 0.25, font) + (labelsAt[key] - 1) * font * 1.1);
+    label.setAttribute("font-size", font);
+    label.setAttribute("fill", colorOf(d.class_name));
+    label.textContent = title.textContent;
+    g.append(r, label);
+    svg.append(g);
     drawn += 1;
   }
   const text = drawn === 1 ? "1 box drawn." : `${drawn} boxes drawn.`;
