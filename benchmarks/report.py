@@ -61,6 +61,11 @@ COMPARISONS = (
     # absolute goals (median <= 0.5 s; <= 2 s wall and <= 400 MB): goal_* fields of details.json
     Comparison("predict_dicom_end_to_end_d0", "predict_dicom_end_to_end_d0", None, 5, 1),
     Comparison("predict_cold_onnxruntime_d0", "predict_cold_onnxruntime_d0", None, 2, 0),
+    # the served app (absolute goals in details.json: errors 0, RSS growth <= 10 %, D0 single-
+    # client p50 <= 0.3 s; cold start <= 2 s and <= 400 MB)
+    *(Comparison(f"serve_latency_{m}_{f}", f"serve_latency_{m}_{f}", None, 30, 0)
+      for m in ("demo", "d0") for f in ("png", "dicom")),
+    Comparison("serve_cold_start", "serve_cold_start", None, 2, 0),
 )
 _BY_NAME = {c.name: c for c in COMPARISONS}
 

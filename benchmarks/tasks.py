@@ -8,4 +8,5 @@ from . import deploy  # noqa: F401  (tasks: *_onnxruntime_*, predict_dicom_end_t
 from . import evaluation  # noqa: F401  (task: eval)
 from . import inference  # noqa: F401  (task: inference)
 from . import peers  # noqa: F401  (tasks: *_vs_effdet_*)
+from . import serve  # noqa: F401  (tasks: serve_latency_*, serve_cold_start)
 from . import train  # noqa: F401  (task: train)

@@ -4,20 +4,16 @@ of ``tools/predict.py`` for them, and a real ``tools/serve.py`` process on loopb
 from __future__ import annotations
 
 import csv
-import os
-import socket
-import subprocess
-import sys
-import time
 
 import cv2
-import httpx
 import numpy as np
 import pytest
 
+from benchmarks.serve import ServedProcess
+
 from ..data.dataformats import write_dicom
 from ..export.conftest import demo_retinanet, phantom_images  # noqa: F401
-from ..tools.util import REPO, load_tool
+from ..tools.util import load_tool
 
 PHANTOM_CLASSES = ["Atelectasis", "Cardiomegaly", "Effusion", "Infiltrate", "Mass", "Nodule",
                    "Pneumonia", "Pneumothorax"]  # fmt: skip
@@ -80,61 +76,17 @@ def reference(model_path, films, tmp_path_factory):
     return ref
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ServerProcess:
-    """``tools/serve.py`` in a fresh interpreter (``-X importtime``: stderr lists every module it
-    imports), run from an empty folder with its own empty TMPDIR."""
+class ServerProcess(ServedProcess):
+    """``tools/serve.py`` in a fresh interpreter (``-X importtime``: its log lists every module
+    it imports), run from an empty folder with its own empty TMPDIR."""
 
     def __init__(self, model: str, workdir, *args: str):
         self.workdir, self.tmpdir = workdir / "cwd", workdir / "tmp"
         self.workdir.mkdir()
         self.tmpdir.mkdir()
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
-                   TMPDIR=str(self.tmpdir), PYTHONUNBUFFERED="1")  # fmt: skip
-        self.log_path = workdir / "server.log"
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-X", "importtime", os.path.join(REPO, "tools", "serve.py"),
-             "--checkpoint", model, "--port", str(self.port), *args],
-            cwd=self.workdir, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        self._wait_ready()
-
-    def _wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"tools/serve.py exited:\n{self.log()[-3000:]}")
-            try:
-                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"tools/serve.py not ready in {timeout} s:\n{self.log()[-3000:]}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> str:
-        """Interrupt the server (as Ctrl-C does); its whole log."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(2)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return self.log()
+        super().__init__(model, str(workdir / "server.log"), *args,
+                         python_flags=("-X", "importtime"), cwd=self.workdir,
+                         env={"TMPDIR": str(self.tmpdir)})  # fmt: skip
 
     def imported_packages(self) -> set[str]:
         """Top-level packages the process imported (from its ``-X importtime`` lines)."""
