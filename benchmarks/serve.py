@@ -15,6 +15,7 @@
 The load is a bounded httpx script: ``clients`` threads, each with its own connection, sending
 ``requests`` films one after another.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,7 +32,15 @@ import time
 import cv2
 import numpy as np
 
-from .deploy import DEMO_CONFIG, DEMO_WEIGHTS, _cold_run, _export_d0, write_test_dicom
+from .deploy import (
+    DEMO_CONFIG,
+    DEMO_WEIGHTS,
+    _cold_run,
+    _export_d0,
+    cold_inputs,
+    cold_summary,
+    write_test_dicom,
+)
 from .peers import REPO_ROOT, _setup
 from .timing import BENCHMARK_REGISTRY, result_row
 
@@ -151,8 +160,12 @@ def load_run(url: str, body: bytes, content_type: str, clients: int, requests: i
                     break
                 t0 = time.perf_counter()
                 try:
-                    ok = c.post("/v1/predict", content=body,
-                                headers={"content-type": content_type}).status_code == 200
+                    ok = (
+                        c.post(
+                            "/v1/predict", content=body, headers={"content-type": content_type}
+                        ).status_code
+                        == 200
+                    )
                 except httpx.HTTPError:
                     ok = False  # fmt: skip
                 lat.append(time.perf_counter() - t0)
@@ -273,9 +286,7 @@ def serve_cold_start(args: argparse.Namespace) -> list[dict]:
     """A fresh tools/serve.py to its first answer vs tools/predict.py cold, D0 on a DICOM."""
     size, _ = _setup(args, 512)
     with tempfile.TemporaryDirectory() as tmp:
-        os.makedirs(os.path.join(tmp, "in"))
-        dicom = write_test_dicom(os.path.join(tmp, "in", "film.dcm"))
-        path = _MODELS["d0"](os.path.join(tmp, "export"), size)
+        dicom, path = cold_inputs(tmp, size, _MODELS["d0"])
         with open(dicom, "rb") as f:
             body = f.read()
         runs: dict[str, list[tuple[float, float]]] = {"ours": [], "peer": []}
@@ -285,8 +296,7 @@ def serve_cold_start(args: argparse.Namespace) -> list[dict]:
                                            "--backend", "onnxruntime", "--checkpoint", path,
                                            "--input", dicom, "--no-overlays", "--output",
                                            os.path.join(tmp, f"p{r}")]))  # fmt: skip
-    med = {k: float(np.median([w for w, _ in v])) for k, v in runs.items()}
-    rss = {k: max(m for _, m in v) for k, v in runs.items()}
+    med, rss = cold_summary(runs)
     logger.info("cold start to first answer: serve %.2f s %.0f MiB | predict.py %.2f s %.0f MiB",
                 med["ours"], rss["ours"], med["peer"], rss["peer"])  # fmt: skip
     return [result_row(

@@ -11,6 +11,7 @@
 - Uploads stay in memory; nothing is written to disk. File names are never used, logged or
   returned; DICOM headers are read for pixels and window only and never returned or logged.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
 """The command line of ``tools/serve.py``: flags, checks, then uvicorn."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,7 +15,6 @@ __all__ = ["build_app", "is_loopback", "main", "parse_args", "read_token"]
 logger = logging.getLogger("cxr_runtime.serve")
 
 
-
 def parse_args(argv: Sequence[str] | None, description: str = "") -> argparse.Namespace:
     """The flags of ``tools/serve.py`` (argparse errors exit with status 2)."""
     p = argparse.ArgumentParser(description=description,
@@ -25,8 +25,12 @@ def parse_args(argv: Sequence[str] | None, description: str = "") -> argparse.Na
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--token-file", default="", help="file holding the bearer token for /v1/*")
     p.add_argument("--max-upload-mb", type=float, default=64.0, help="largest upload, MiB (413)")
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
-                   help="largest film, width x height pixels (422 above, before decoding)")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help="largest film, width x height pixels (422 above, before decoding)",
+    )
     p.add_argument("--workers", type=int, default=1, help="films predicted at once")
     p.add_argument("--queue", type=int, default=8, help="films waiting before 503")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per request (504)")

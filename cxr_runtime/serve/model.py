@@ -6,10 +6,10 @@ the same decoding and DICOM windowing as :func:`~cxr_runtime.io.read_xray`), the
 operating points stored in the model file and the decision rule
 (:func:`~cxr_runtime.predict.predict_image`). Boxes are XYXY_ABS pixels of the original film.
 """
+
 from __future__ import annotations
 
 import base64
-import hashlib
 import logging
 import os
 import time
@@ -18,11 +18,12 @@ from typing import Callable
 import numpy as np
 
 from ..detector import Detections, OnnxDetector
+from ..fileio import sha256_file
 from ..io import read_xray_bytes
 from ..operating_points import class_thresholds
 from ..predict import predict_image
 
-__all__ = ["DEFAULT_MAX_PIXELS", "ServedModel", "file_sha256"]
+__all__ = ["DEFAULT_MAX_PIXELS", "ServedModel"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,15 +31,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_PIXELS = 40_000_000
 #: long side, in pixels, of the film image returned for display (``display=true``)
 DISPLAY_MAX_SIDE = 1024
-
-
-def file_sha256(path: str) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _display_png(gray: np.ndarray) -> str:
@@ -113,14 +105,16 @@ class ServedModel:
             FileNotFoundError when it does not exist.
         """
         if not path.endswith(".onnx"):
-            raise ValueError(f"--checkpoint must be a model.onnx from tools/export.py, got {path!r}")
+            raise ValueError(
+                f"--checkpoint must be a model.onnx from tools/export.py, got {path!r}"
+            )
         if backend == "onnxruntime":  # a hospital's server sends nothing to third parties
             from ..detector import import_onnxruntime
 
             import_onnxruntime().disable_telemetry_events()
         detector = OnnxDetector(path, engine=backend, num_threads=threads)
         return cls(detector, detector.metadata, path=path, backend=backend,
-                   sha256=file_sha256(path), max_pixels=max_pixels)  # fmt: skip
+                   sha256=sha256_file(path), max_pixels=max_pixels)  # fmt: skip
 
     def predict(self, data: bytes, name: str, dicom: bool | None, display: bool = False) -> dict:
         """One film's answer (``POST /v1/predict``).

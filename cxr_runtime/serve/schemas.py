@@ -3,6 +3,7 @@
 Boxes are XYXY_ABS pixels of the original film (``x0, y0`` top left, ``x1, y1`` bottom right);
 scores are in (0, 1]; times in milliseconds.
 """
+
 from __future__ import annotations
 
 from pydantic import BaseModel, Field

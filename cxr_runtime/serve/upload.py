@@ -2,6 +2,7 @@
 or a raw body, and the content types the API takes. Nothing is written to disk (Starlette's own
 form parser spools files over 1 MiB to a temporary file; this parser keeps them in memory).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -106,7 +107,9 @@ def _multipart_file(body: bytes, boundary: bytes) -> Upload:
         if opts.get(b"name") == b"file":
             name = _safe_name(opts.get(b"filename", b"").decode("utf-8", "replace"))
             ctype = parse_options_header(part["headers"].get(b"content-type", b""))[0]
-            return Upload(b"".join(part["data"]), name, True if ctype == b"application/dicom" else None)
+            return Upload(
+                b"".join(part["data"]), name, True if ctype == b"application/dicom" else None
+            )
     raise UploadError(400, "multipart/form-data upload without a 'file' field")
 
 

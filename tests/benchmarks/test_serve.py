@@ -1,4 +1,5 @@
 """Serve benchmark rows on tiny sizes: consistent rows, real servers, errors counted."""
+
 from __future__ import annotations
 
 import argparse

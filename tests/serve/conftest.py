@@ -1,6 +1,7 @@
 """Fixtures of the served app's tests: the demo RetinaNet exported once, films in the real
 formats (phantom PNGs, a 16-bit DICOM carrying a patient name and ID), the reference answers
 of ``tools/predict.py`` for them, and a real ``tools/serve.py`` process on loopback."""
+
 from __future__ import annotations
 
 import csv

@@ -1,5 +1,6 @@
 """The served app in process (FastAPI's test client): every route, every bad input, the queue,
 the timeout, the token and the security headers; answers equal tools/predict.py's files."""
+
 from __future__ import annotations
 
 import asyncio
@@ -83,7 +84,9 @@ def test_display_image_is_the_film_as_read(client, films):
     url = r.json()["display_png"]
     assert url.startswith("data:image/png;base64,")
     png = np.frombuffer(base64.b64decode(url.split(",", 1)[1]), np.uint8)
-    np.testing.assert_array_equal(cv2.imdecode(png, cv2.IMREAD_GRAYSCALE), read_xray(films["dicom"]))
+    np.testing.assert_array_equal(
+        cv2.imdecode(png, cv2.IMREAD_GRAYSCALE), read_xray(films["dicom"])
+    )
 
 
 def test_model_card_health_readiness_page_and_schema(client, model_path):
@@ -181,8 +184,10 @@ def test_patient_identifiers_are_never_returned_or_logged(client, films, caplog)
     data = _bytes(films["dicom"])
     assert PATIENT_NAME.encode() in data and PATIENT_ID.encode() in data  # the film carries them
     texts = []
-    for kwargs in (dict(files={"file": (f"{PATIENT_NAME}.dcm", data)}),
-                   dict(content=data, headers={"content-type": "application/dicom"})):
+    for kwargs in (
+        dict(files={"file": (f"{PATIENT_NAME}.dcm", data)}),
+        dict(content=data, headers={"content-type": "application/dicom"}),
+    ):
         r = client.post("/v1/predict?display=true", **kwargs)
         assert r.status_code == 200
         texts.append(r.text + json.dumps(dict(r.headers)))
@@ -203,7 +208,9 @@ def test_bearer_token(served, films):
         assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
         wrong = {"Authorization": "Bearer s3cret-tokeN"}
         assert c.get("/v1/model", headers=wrong).status_code == 401
-        assert c.get("/v1/model", headers={"Authorization": "Basic s3cret-token"}).status_code == 401
+        assert (
+            c.get("/v1/model", headers={"Authorization": "Basic s3cret-token"}).status_code == 401
+        )
         ok = {"Authorization": "Bearer s3cret-token"}
         assert c.get("/v1/model", headers=ok).status_code == 200
         assert c.post("/v1/predict", files={"file": ("a.png", data)}, headers=ok).status_code == 200
@@ -214,7 +221,11 @@ class _Gated:
     """The served model's predictor, held at a gate until the test opens it."""
 
     def __init__(self, predictor):
-        self.predictor, self.gate, self.entered = predictor, threading.Event(), threading.Semaphore(0)
+        self.predictor, self.gate, self.entered = (
+            predictor,
+            threading.Event(),
+            threading.Semaphore(0),
+        )
 
     def __call__(self, image):
         self.entered.release()

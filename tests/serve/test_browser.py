@@ -6,6 +6,7 @@ Skipped, with the install command, where Chromium or its driver is missing; CI (
 installs both. Set CXR_APP_SCREENSHOT=docs/images/app.png to refresh the screenshot of
 docs/app.md.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -81,8 +82,9 @@ def _boxes(driver) -> list[str]:
             driver.find_elements("css selector", "#boxes rect.box")]  # fmt: skip
 
 
-def test_page_shows_the_predict_tools_findings_and_boxes(server, browser, films, reference,
-                                                         model_path):
+def test_page_shows_the_predict_tools_findings_and_boxes(
+    server, browser, films, reference, model_path
+):
     _upload(browser, server.url + "/", films["png"])
     ref = reference["png"]
     thr = {n: THRESHOLDS.get(n, CM_THRESHOLD) for n in ref["scores"]}
@@ -128,7 +130,8 @@ def test_keyboard_alone_switches_classes_and_moves_sliders(server, browser, film
     # every control has a label a screen reader reads
     for el in browser.find_elements("css selector", "input"):
         label = el.get_attribute("aria-label") or browser.execute_script(
-            "return arguments[0].labels.length ? arguments[0].labels[0].textContent : ''", el)
+            "return arguments[0].labels.length ? arguments[0].labels[0].textContent : ''", el
+        )
         assert label.strip(), el.get_attribute("id")
 
 

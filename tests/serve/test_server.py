@@ -1,6 +1,7 @@
 """tools/serve.py as a person runs it: a real uvicorn process on loopback, used over HTTP, then
 interrupted. It never imports torch, detectron2 or cxr, writes nothing to disk, and no
 response, log line or file holds the patient name or ID of an uploaded DICOM."""
+
 from __future__ import annotations
 
 import os
