@@ -133,7 +133,7 @@ def _read_dicom(data: bytes, name: str, max_pixels: int | None = None) -> np.nda
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
         if "PixelData" not in ds and "FloatPixelData" not in ds:
-            raise ImageReadError(name, "a DICOM without pixel data (no PixelData element)")
+            raise ImageReadError(name, "not a readable DICOM: no pixel data (no PixelData element)")
         _check_pixels(name, (int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)),
                       max_pixels)  # fmt: skip
         arr = ds.pixel_array

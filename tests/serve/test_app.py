@@ -282,3 +282,17 @@ def test_exposed_address_without_token_warns(model_path, tmp_path, caplog):
     with pytest.raises(SystemExit, match="empty"):
         build_app(parse_args(["--checkpoint", model_path, "--token-file",
                               str(tmp_path / "empty")]))  # fmt: skip
+
+
+def test_openvino_backend_answers_what_onnxruntime_answers(served, model_path, films):
+    pytest.importorskip("openvino")
+    ov = ServedModel.load(model_path, backend="openvino")
+    assert ov.card["backend"] == "openvino" and ov.card["sha256"] == served.card["sha256"]
+    data = _bytes(films["png"])
+    a, b = served.predict(data, "film", None), ov.predict(data, "film", None)
+    assert [d["class_name"] for d in a["detections"]] == [d["class_name"] for d in b["detections"]]
+    for da, db in zip(a["detections"], b["detections"]):
+        assert abs(da["score"] - db["score"]) < 1e-3
+        np.testing.assert_allclose([da[k] for k in "x0 y0 x1 y1".split()],
+                                   [db[k] for k in "x0 y0 x1 y1".split()], atol=0.5)  # fmt: skip
+    assert a["positive_findings"] == b["positive_findings"]
