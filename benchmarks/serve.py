@@ -236,6 +236,7 @@ def serve_latency(args: argparse.Namespace, model: str, film: str) -> list[dict]
         inproc = _in_process_median(path, body, ctype, single_n)
         with ServedProcess(path, os.path.join(tmp, "serve.log"), "--queue",
                            str(2 * clients)) as srv:  # fmt: skip
+            load_run(srv.url, body, ctype, 1, 2, max_s)  # warm-up: lazy imports, first runs
             single = load_run(srv.url, body, ctype, 1, single_n, max_s)
             load_run(srv.url, body, ctype, clients, 2, max_s)  # warm-up: every connection
             rss_warm = srv.memory_mib()
