@@ -36,12 +36,17 @@ _PNG_SIG = b"\x89PNG\r\n\x1a\n"
 
 
 class ImageReadError(OSError):
-    """An image file is missing, empty, truncated or cannot be decoded. ``file`` names it."""
+    """An image file is missing, empty, truncated or cannot be decoded. ``file`` names it,
+    ``reason`` says why in cxr's words, and ``detail`` (may be empty) quotes the decoding
+    library, whose messages can hold header values (the served app returns ``reason`` only)."""
 
-    def __init__(self, file: str, reason: str):
+    def __init__(self, file: str, reason: str, detail: str = ""):
         self.file = str(file)
         self.reason = reason
-        super().__init__(f"cannot read image {self.file}: {reason}")
+        self.detail = detail
+        super().__init__(
+            f"cannot read image {self.file}: {reason}" + (f" ({detail})" if detail else "")
+        )
 
 
 def has_dicom_preamble(head: bytes) -> bool:
@@ -140,7 +145,7 @@ def _read_dicom(data: bytes, name: str, max_pixels: int | None = None) -> np.nda
     except ImageReadError:
         raise
     except Exception as e:  # pydicom raises many types for bad files
-        raise ImageReadError(name, f"not a readable DICOM ({type(e).__name__}: {e})") from None
+        raise ImageReadError(name, "not a readable DICOM", f"{type(e).__name__}: {e}") from None
     if arr.ndim == 3 and ds.get("SamplesPerPixel", 1) == 1:
         arr = arr[0]  # multi-frame: first frame
     if arr.ndim != 2:
@@ -201,7 +206,7 @@ def read_xray_bytes(
     try:
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as e:  # e.g. over OpenCV's own pixel limit (CV_IO_MAX_IMAGE_PIXELS)
-        raise ImageReadError(name, f"OpenCV cannot decode it ({e.err})") from None
+        raise ImageReadError(name, "OpenCV cannot decode it", e.err) from None
     if img is None:
         raise ImageReadError(name, "undecodable or truncated image data")
     return _to_gray_uint8(img, name)
