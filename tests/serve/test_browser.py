@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import time
 
 import cv2
 import pytest
@@ -142,3 +143,48 @@ def test_dicom_film_shows_no_patient_identifier(server, browser, films, referenc
         assert ident not in text
     assert len(_table(browser)) == 8
     assert browser.find_element("id", "film").get_attribute("naturalWidth") == "256"
+
+
+def test_a_film_dropped_on_the_page_is_predicted(server, browser, films, reference):
+    """A drop event carrying the file (what a person's drag and drop delivers)."""
+    browser.get(server.url + "/")
+    _wait_state(browser, "ready")
+    # a file list holding the film, made the way the page's own input makes one
+    browser.execute_script(
+        "const i = document.createElement('input'); i.type = 'file'; i.id = 'probe';"
+        "document.body.append(i);"
+    )
+    browser.find_element("id", "probe").send_keys(films["dicom"])
+    browser.execute_script(
+        "const dt = new DataTransfer(); dt.items.add(document.getElementById('probe').files[0]);"
+        "document.getElementById('drop').dispatchEvent("
+        "new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));"
+    )
+    _wait_state(browser, "done")
+    ref = reference["dicom"]
+    positive = [row[0] for row in _table(browser) if row[3] == "positive"]
+    assert sorted(positive) == sorted(ref["findings"].split(";"))
+
+
+def test_page_asks_for_the_token_of_a_protected_server(model_path, browser, films, tmp_path):
+    from selenium.webdriver.common.keys import Keys
+
+    (tmp_path / "token").write_text("a-long-random-token\n")
+    proc = ServerProcess(model_path, tmp_path, "--token-file", str(tmp_path / "token"))
+    try:
+        browser.get(proc.url + "/")
+        form = browser.find_element("id", "token-form")
+        for _ in range(100):
+            if form.is_displayed():
+                break
+            time.sleep(0.1)
+        assert form.is_displayed() and browser.find_element("id", "card").text == ""
+        browser.find_element("id", "token").send_keys("a-long-random-token", Keys.ENTER)
+        _wait_state(browser, "ready")
+        assert not form.is_displayed() and "SHA-256" in browser.find_element("id", "card").text
+        browser.find_element("id", "file").send_keys(films["png"])
+        _wait_state(browser, "done")
+        assert len(_table(browser)) == 8
+    finally:
+        log = proc.stop()
+    assert "a-long-random-token" not in log
