@@ -38,7 +38,7 @@ from .deploy import (
     _cold_run,
     _export_d0,
     cold_inputs,
-    cold_summary,
+    cold_row,
     write_test_dicom,
 )
 from .peers import REPO_ROOT, _setup
@@ -244,9 +244,11 @@ def serve_latency(args: argparse.Namespace, model: str, film: str) -> list[dict]
             rss_end = srv.memory_mib()
     growth = 100.0 * (rss_end - rss_warm) / rss_warm
     name = f"serve_latency_{model}_{film}"
-    logger.info("%s: single p50 %.3f s (in process %.3f s) | %d clients: p50 %.3f p99 %.3f s, "
-                "%.1f req/s, %d errors, RSS %+.1f %%", name, single["p50_s"], inproc, clients,
-                load["p50_s"], load["p99_s"], load["requests_per_s"], load["errors"], growth)  # fmt: skip
+    logger.info(
+        "%s: single p50 %.3f s (in process %.3f s) | %d clients: p50 %.3f p99 %.3f s, %.1f req/s, "
+        "%d errors, RSS %+.1f %%", name, single["p50_s"], inproc, clients, load["p50_s"],
+        load["p99_s"], load["requests_per_s"], load["errors"], growth,
+    )  # fmt: skip
     extra = {"goal_p50_single_s": 0.3, "goal_met_p50_single": single["p50_s"] <= 0.3} if (
         model == "d0") else {}  # fmt: skip
     return [result_row(
@@ -297,12 +299,5 @@ def serve_cold_start(args: argparse.Namespace) -> list[dict]:
                                            "--backend", "onnxruntime", "--checkpoint", path,
                                            "--input", dicom, "--no-overlays", "--output",
                                            os.path.join(tmp, f"p{r}")]))  # fmt: skip
-    med, rss = cold_summary(runs)
-    logger.info("cold start to first answer: serve %.2f s %.0f MiB | predict.py %.2f s %.0f MiB",
-                med["ours"], rss["ours"], med["peer"], rss["peer"])  # fmt: skip
-    return [result_row(
-        "serve_cold_start", med["ours"], med["peer"], "s (wall)", "lower",
-        ours_peak_rss_mib=rss["ours"], peer_peak_rss_mib=rss["peer"], goal_wall_s=2.0,
-        goal_rss_mib=400, goals_met=med["ours"] <= 2.0 and rss["ours"] <= 400,
-        input_size=size, ours_runs=runs["ours"], peer_runs=runs["peer"],
-    )]  # fmt: skip
+    return [cold_row("serve_cold_start", runs, size,
+                     "cold start to first answer (ours: serve, peer: predict.py)")]  # fmt: skip

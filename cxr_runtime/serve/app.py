@@ -149,8 +149,8 @@ _PREDICT_BODY = {
 def create_app(model: ServedModel, settings: ServeSettings | None = None) -> FastAPI:
     """The app serving ``model`` (routes in the module docstring)."""
     settings = settings or ServeSettings()
-    app = FastAPI(title="cxr", version="1", docs_url=None, redoc_url=None,
-                  description="Lesion detection on one chest X-ray film. Not for diagnostic use.")  # fmt: skip
+    about = "Lesion detection on one chest X-ray film. Not for diagnostic use."
+    app = FastAPI(title="cxr", version="1", description=about, docs_url=None, redoc_url=None)
     app.state.model, app.state.settings = model, settings
     app.state.gate = gate = _Gate(max(1, settings.workers), max(0, settings.queue))
     auth = [Depends(_authorizer(settings.token))]
