@@ -17,9 +17,9 @@ from typing import Callable
 
 import numpy as np
 
-from ..detector import Detections, OnnxDetector
+from ..detector import Detections, OnnxDetector, resized_shape
 from ..fileio import sha256_file
-from ..io import read_xray_bytes
+from ..io import ImageReadError, read_xray_bytes
 from ..operating_points import class_thresholds
 from ..predict import predict_image
 
@@ -127,10 +127,14 @@ class ServedModel:
             display: add ``display_png``, the film as the model read it (DICOM: windowed).
 
         Raises:
-            cxr_runtime.io.ImageReadError for unreadable, empty or too large films.
+            cxr_runtime.io.ImageReadError for unreadable, empty, too large or too narrow films.
         """
         t0 = time.perf_counter()
         gray = read_xray_bytes(data, name, dicom=dicom, max_pixels=self.max_pixels)
+        size = self.card["input_size"]
+        if min(resized_shape(*gray.shape, size["min_size_test"], size["max_size_test"])) < 1:
+            raise ImageReadError(name, f"a {gray.shape[1]} x {gray.shape[0]} film is too narrow "
+                                 "to be resized to the model's input size")  # fmt: skip
         t1 = time.perf_counter()
         p = predict_image(self.predictor, gray, self.thresholds, 1)
         t2 = time.perf_counter()

@@ -150,6 +150,8 @@ def _bad_requests(films, tmp_path) -> dict:
             tmp_path))}), 422, "pixel data"),  # fmt: skip
         "decompression bomb": (dict(content=_png_header(50_000, 50_000),
                                     headers={"content-type": "image/png"}), 422, "50000 x 50000"),
+        "a 1 x 3000 film": (dict(files={"file": ("a.png", cv2.imencode(".png", np.zeros(
+            (3000, 1), np.uint8))[1].tobytes())}), 422, "too narrow"),  # fmt: skip
         "over the limit": (dict(content=b"\0" * (2**20 + 1), headers=octet), 413, "limit"),
         "wrong content type": (dict(content=png, headers={"content-type": "text/plain"}), 415,
                                "content type"),
