@@ -248,7 +248,10 @@ def test_full_queue_gets_503_slow_prediction_504_then_serving_resumes(model_path
             first = asyncio.ensure_future(post())  # runs (held at the gate)
             await asyncio.to_thread(gated.entered.acquire, True, 10)
             second = asyncio.ensure_future(post())  # waits in the queue
-            await asyncio.sleep(0.2)
+            for _ in range(200):
+                if app.state.gate.pending == 2:
+                    break
+                await asyncio.sleep(0.05)
             third = await post()  # no room: 503 at once
             busy = await c.get("/readyz")
             done = await asyncio.gather(first, second)  # both pass the 1 s timeout: 504
