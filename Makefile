@@ -3,6 +3,7 @@
 #   make test    setup + the test suite
 #   make demo    setup + phantom data -> train -> evaluate (docs/demo.md)
 #   make bench   setup + benchmarks against the peers (docs/benchmarks.md)
+#   make serve   setup + the web app and HTTP API on the demo model (docs/app.md)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -10,7 +11,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.cxr-setup-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo phantom demo-weights bench clean-venv
+.PHONY: setup test demo phantom demo-weights bench serve clean-venv
 
 setup: $(STAMP)
 
@@ -68,6 +69,22 @@ bench: setup
 	$(PIP) install --disable-pip-version-check -q -r requirements-bench.txt
 	$(PY) tools/benchmark.py --task all --device $(DEVICE) --output $(BENCH_OUT)/results.json $(BENCH_ARGS)
 	@echo "Results: $(BENCH_OUT)/results.json and $(BENCH_OUT)/results.md"
+
+# The web app and HTTP API (docs/app.md) on the shipped demo model, exported to ONNX the first
+# time (output/serve/model.onnx); then tools/serve.py on http://127.0.0.1:$(PORT)/.
+# SERVE_ARGS: more tools/serve.py flags, e.g. --token-file token.txt
+SERVE_MODEL := output/serve/model.onnx
+PORT ?= 8000
+SERVE_ARGS ?=
+NIH_CLASSES := Atelectasis,Cardiomegaly,Effusion,Infiltrate,Mass,Nodule,Pneumonia,Pneumothorax
+
+$(SERVE_MODEL): $(DEMO_WEIGHTS) configs/phantom/retinanet_demo.yaml | setup
+	$(PY) tools/export.py --config-file configs/phantom/retinanet_demo.yaml \
+		--checkpoint $(DEMO_WEIGHTS) --classes $(NIH_CLASSES) --output $(dir $(SERVE_MODEL)) \
+		MODEL.DEVICE cpu
+
+serve: setup $(SERVE_MODEL)
+	$(PY) tools/serve.py --checkpoint $(SERVE_MODEL) --port $(PORT) $(SERVE_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -52,7 +52,7 @@ EXTRAS_REQUIRE = {
     # exported models on ONNX Runtime / OpenVINO (--backend onnxruntime|openvino, --int8)
     "deploy": ["onnxruntime", "openvino"],
     # the web app and HTTP API
-    "serve": ["fastapi", "uvicorn", "python-multipart", "onnxruntime"],
+    "serve": ["fastapi", "pydantic", "uvicorn", "python-multipart", "onnxruntime"],
     # experiment tracking and hyper-parameter search
     "experiments": ["mlflow", "optuna"],
     # converting torchxrayvision's chest-X-ray trunks
@@ -68,6 +68,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["cxr", "cxr.*", "cxr_runtime", "cxr_runtime.*"]),
+    # the served app's page (tools/serve.py)
+    package_data={"cxr_runtime.serve": ["static/*"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
 )

@@ -225,14 +225,38 @@ def _cold_run(script_and_args: list[str]) -> tuple[float, float]:
     return wall, peaks[-1] / 1024
 
 
+def cold_inputs(folder: str, size: int, export=None) -> tuple[str, str]:
+    """The inputs of the cold-start rows: (the test DICOM in ``folder/in/``, the model.onnx of
+    ``export(folder/export, size)``, by default D0 with random weights at ``size`` px)."""
+    os.makedirs(os.path.join(folder, "in"))
+    dicom = write_test_dicom(os.path.join(folder, "in", "film.dcm"))
+    export = export or (lambda out, px: _export_d0(out, px, 0)[1].path)
+    return dicom, export(os.path.join(folder, "export"), size)
+
+
+def cold_row(
+    name: str, runs: dict[str, list[tuple[float, float]]], size: int, what: str
+) -> dict:
+    """The row of a cold-start comparison: per side of ``runs`` ((wall s, peak RSS MiB) per
+    run) the median wall time and the highest RSS; goals 2 s and 400 MB for ours."""
+    med = {k: float(np.median([w for w, _ in v])) for k, v in runs.items()}
+    rss = {k: max(m for _, m in v) for k, v in runs.items()}
+    logger.info("%s: ours %.2f s %.0f MiB | peer %.2f s %.0f MiB", what, med["ours"],
+                rss["ours"], med["peer"], rss["peer"])  # fmt: skip
+    return result_row(
+        name, med["ours"], med["peer"], "s (wall)", "lower", ours_peak_rss_mib=rss["ours"],
+        peer_peak_rss_mib=rss["peer"], goal_wall_s=2.0, goal_rss_mib=400,
+        goals_met=med["ours"] <= 2.0 and rss["ours"] <= 400, input_size=size,
+        ours_runs=runs["ours"], peer_runs=runs["peer"],
+    )  # fmt: skip
+
+
 @BENCHMARK_REGISTRY.register()
 def predict_cold_onnxruntime_d0(args: argparse.Namespace) -> list[dict]:
     """``tools/predict.py`` on one DICOM as a fresh process: onnxruntime vs torch backend."""
     size, _ = _setup(args, 512)
     with tempfile.TemporaryDirectory() as tmp:
-        os.makedirs(os.path.join(tmp, "in"))
-        dicom = write_test_dicom(os.path.join(tmp, "in", "film.dcm"))
-        _, det = _export_d0(os.path.join(tmp, "export"), size, 0)
+        dicom, onnx_path = cold_inputs(tmp, size)
         ckpt = os.path.join(tmp, "d0.pth")
         torch.save({"model": build_ours(D0_CONFIG, size, "cpu", False).state_dict()}, ckpt)
         tool = [os.path.join(REPO_ROOT, "tools", "predict.py"), "--input", dicom]
@@ -240,21 +264,14 @@ def predict_cold_onnxruntime_d0(args: argparse.Namespace) -> list[dict]:
         runs: dict[str, list[tuple[float, float]]] = {"ours": [], "peer": []}
         for r in range(max(1, args.repeats)):
             # the deployment command: model.onnx alone (sizes and classes stored in it)
-            runs["ours"].append(_cold_run(tool + ["--checkpoint", det.path, "--backend",
+            runs["ours"].append(_cold_run(tool + ["--checkpoint", onnx_path, "--backend",
                                                   "onnxruntime", "--output",
                                                   os.path.join(tmp, f"o{r}")]))
             runs["peer"].append(_cold_run(tool + ["--config-file", D0_CONFIG, "--checkpoint",
                                                   ckpt, "--output", os.path.join(tmp, f"t{r}"),
                                                   *sizes]))  # fmt: skip
-    med = {k: float(np.median([w for w, _ in v])) for k, v in runs.items()}
-    rss = {k: max(m for _, m in v) for k, v in runs.items()}
-    logger.info("cold predict: onnxruntime %.2f s %.0f MiB | torch %.2f s %.0f MiB",
-                med["ours"], rss["ours"], med["peer"], rss["peer"])  # fmt: skip
-    return [result_row(
-        "predict_cold_onnxruntime_d0", med["ours"], med["peer"], "s (wall)", "lower",
-        ours_peak_rss_mib=rss["ours"], peer_peak_rss_mib=rss["peer"], goal_wall_s=2.0,
-        goal_rss_mib=400, input_size=size, ours_runs=runs["ours"], peer_runs=runs["peer"],
-    )]  # fmt: skip
+    return [cold_row("predict_cold_onnxruntime_d0", runs, size,
+                     "cold predict (ours: onnxruntime, peer: torch)")]  # fmt: skip
 
 
 def equivalence(dataset: str, max_images: int) -> dict:

@@ -66,6 +66,11 @@ COMPARISONS = (
     Comparison("data_cls_shards_vs_png", "data_cls_shards_vs_png", 10.0, 3),
     # seconds to load 112,120 records; memory and worker RSS per epoch in the row's fields
     Comparison("nih_cls_all_load", "nih_cls_all_load", None, 1, 0),
+    # the served app (absolute goals in details.json: errors 0, RSS growth <= 10 %, D0 single-
+    # client p50 <= 0.3 s; cold start <= 2 s and <= 400 MB)
+    *(Comparison(f"serve_latency_{m}_{f}", f"serve_latency_{m}_{f}", None, 30, 0)
+      for m in ("demo", "d0") for f in ("png", "dicom")),
+    Comparison("serve_cold_start", "serve_cold_start", None, 2, 0),
 )
 _BY_NAME = {c.name: c for c in COMPARISONS}
 

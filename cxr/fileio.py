@@ -6,6 +6,7 @@ from cxr_runtime.fileio import (  # noqa: F401
     atomic_write,
     json_safe,
     read_json,
+    sha256_file,
     write_bytes_atomic,
     write_csv_atomic,
     write_json_atomic,

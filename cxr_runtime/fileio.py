@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import json
 import math
 import os
@@ -24,6 +25,7 @@ __all__ = [
     "atomic_write",
     "json_safe",
     "read_json",
+    "sha256_file",
     "write_bytes_atomic",
     "write_csv_atomic",
     "write_json_atomic",
@@ -156,3 +158,12 @@ def json_safe(obj: Any) -> Any:
 def write_json_atomic(path: str, obj: Any) -> None:
     """``obj`` as indented strict JSON (NaN refused: pass it through :func:`json_safe` first)."""
     write_text_atomic(path, json.dumps(obj, indent=2, allow_nan=False))
+
+
+def sha256_file(path: str) -> str:
+    """Hex SHA-256 of the file at ``path``, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -14,6 +14,7 @@ PNG is kept as stored and an 8-bit one is multiplied by 257.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import struct
@@ -23,10 +24,12 @@ import numpy as np
 
 __all__ = [
     "ImageReadError",
-    "decode_xray",
     "has_dicom_preamble",
+    "decode_xray",
+    "has_image_signature",
     "is_dicom",
     "read_xray",
+    "read_xray_bytes",
     "read_xray_size",
 ]
 
@@ -37,12 +40,17 @@ _PNG_SIG = b"\x89PNG\r\n\x1a\n"
 
 
 class ImageReadError(OSError):
-    """An image file is missing, empty, truncated or cannot be decoded. ``file`` names it."""
+    """An image file is missing, empty, truncated or cannot be decoded. ``file`` names it,
+    ``reason`` says why in cxr's words, and ``detail`` (may be empty) quotes the decoding
+    library, whose messages can hold header values (the served app returns ``reason`` only)."""
 
-    def __init__(self, file: str, reason: str):
+    def __init__(self, file: str, reason: str, detail: str = ""):
         self.file = str(file)
         self.reason = reason
-        super().__init__(f"cannot read image {self.file}: {reason}")
+        self.detail = detail
+        super().__init__(
+            f"cannot read image {self.file}: {reason}" + (f" ({detail})" if detail else "")
+        )
 
 
 def has_dicom_preamble(head: bytes) -> bool:
@@ -50,7 +58,8 @@ def has_dicom_preamble(head: bytes) -> bool:
     return len(head) >= 132 and head[128:132] == b"DICM"
 
 
-def _has_image_signature(head: bytes) -> bool:
+def has_image_signature(head: bytes) -> bool:
+    """True when ``head`` (a file's first bytes) starts as a PNG or a JPEG does."""
     return head[:8] == _PNG_SIG or head[:2] == b"\xff\xd8"
 
 
@@ -71,7 +80,7 @@ def is_dicom(path: str, head: bytes | None = None) -> bool:
             head = b""
     if has_dicom_preamble(head):
         return True
-    return str(path).lower().endswith(_DICOM_EXTS) and not _has_image_signature(head)
+    return str(path).lower().endswith(_DICOM_EXTS) and not has_image_signature(head)
 
 
 def _read_bytes(path: str) -> bytes:
@@ -153,19 +162,27 @@ def _first(value) -> float:
         return float(value)
 
 
-def _read_dicom(path: str, bit_depth: int = 8) -> np.ndarray:
+def _read_dicom(
+    data: bytes, name: str, max_pixels: int | None = None, bit_depth: int = 8
+) -> np.ndarray:
     import pydicom
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     try:
-        ds = pydicom.dcmread(path)
+        ds = pydicom.dcmread(io.BytesIO(data))
+        if "PixelData" not in ds and "FloatPixelData" not in ds:
+            raise ImageReadError(name, "not a readable DICOM: no pixel data (no PixelData element)")
+        _check_pixels(name, (int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)),
+                      max_pixels)  # fmt: skip
         arr = ds.pixel_array
+    except ImageReadError:
+        raise
     except Exception as e:  # pydicom raises many types for bad files
-        raise ImageReadError(path, f"not a readable DICOM ({type(e).__name__}: {e})") from None
+        raise ImageReadError(name, "not a readable DICOM", f"{type(e).__name__}: {e}") from None
     if arr.ndim == 3 and ds.get("SamplesPerPixel", 1) == 1:
         arr = arr[0]  # multi-frame: first frame
     if arr.ndim != 2:
-        return _to_gray(arr, path, bit_depth)
+        return _to_gray(arr, name, bit_depth)
     arr = apply_modality_lut(arr, ds)
     if "VOILUTSequence" in ds:
         out = _scale_min_max(apply_voi_lut(arr, ds), bit_depth)
@@ -176,6 +193,69 @@ def _read_dicom(path: str, bit_depth: int = 8) -> np.ndarray:
     if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
         out = np.iinfo(out.dtype).max - out
     return out
+
+
+def _check_pixels(name: str, hw: tuple[int, int] | None, max_pixels: int | None) -> None:
+    """Refuse an image whose header claims more than ``max_pixels`` pixels (a decompression
+    bomb) before its pixels are decoded."""
+    if max_pixels is not None and hw is not None and hw[0] * hw[1] > max_pixels:
+        raise ImageReadError(
+            name,
+            f"its header claims {hw[1]} x {hw[0]} pixels, over the limit of {max_pixels:,} "
+            "pixels (width x height)",
+        )
+
+
+def read_xray_bytes(
+    data: bytes,
+    name: str = "upload",
+    *,
+    dicom: bool | None = None,
+    max_pixels: int | None = None,
+    bit_depth: int = 8,
+) -> np.ndarray:
+    """Read a radiograph held in memory (an upload) as grayscale, as :func:`read_xray` does.
+
+    Args:
+        data: the file's bytes (PNG, JPEG, anything OpenCV decodes, or DICOM).
+        name: what error messages call the file; its extension (``.dcm``) marks DICOM files
+            without a preamble, as a path's does.
+        dicom: True / False to say whether ``data`` is DICOM; None: decide as :func:`is_dicom`.
+        max_pixels: refuse images whose header claims more pixels (width x height) than this,
+            before decoding them; None: no limit.
+        bit_depth: 8 or 16, as in :func:`read_xray`.
+
+    Returns:
+        H x W ``uint8`` (``uint16`` at 16 bits) array, bright = dense.
+
+    Raises:
+        ImageReadError: empty, too large, truncated or undecodable data.
+    """
+    _out_type(bit_depth)
+    if not data:
+        raise ImageReadError(name, "file is empty")
+    if dicom is None:
+        dicom = is_dicom(name, data[:132])
+    if dicom:
+        return _read_dicom(data, name, max_pixels, bit_depth)
+    head = data[:32]
+    hw = _png_size(head)
+    if hw is None and head[:2] == b"\xff\xd8":
+        hw = _jpeg_size(io.BytesIO(data))
+    _check_pixels(name, hw, max_pixels)
+    try:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as e:  # e.g. over OpenCV's own pixel limit (CV_IO_MAX_IMAGE_PIXELS)
+        raise ImageReadError(name, "OpenCV cannot decode it", e.err) from None
+    if img is None:
+        raise ImageReadError(name, "undecodable or truncated image data")
+    return _to_gray(img, name, bit_depth)
+
+
+def decode_xray(data: bytes, name: str, bit_depth: int = 8) -> np.ndarray:
+    """Decode an in-memory PNG / JPEG (8 or 16 bit, gray or colour) exactly as :func:`read_xray`
+    decodes such a file (e.g. a film stored in a WebDataset shard; ``name`` is named in errors)."""
+    return read_xray_bytes(data, name, dicom=False, bit_depth=bit_depth)
 
 
 def read_xray(path: str, bit_depth: int = 8) -> np.ndarray:
@@ -194,34 +274,7 @@ def read_xray(path: str, bit_depth: int = 8) -> np.ndarray:
         ImageReadError: the file is missing, empty, truncated or undecodable.
     """
     path = os.fspath(path)
-    _out_type(bit_depth)
-    data = _read_bytes(path)
-    if is_dicom(path, data[:132]):
-        return _read_dicom(path, bit_depth)
-    return decode_xray(data, path, bit_depth)
-
-
-def decode_xray(data: bytes, name: str, bit_depth: int = 8) -> np.ndarray:
-    """Decode an in-memory PNG / JPEG (8 or 16 bit, gray or colour) exactly as :func:`read_xray`
-    decodes such a file (e.g. a film stored in a WebDataset shard).
-
-    Args:
-        data: the encoded image bytes.
-        name: where the bytes come from (named in errors).
-        bit_depth: 8 or 16, as in :func:`read_xray`.
-
-    Returns:
-        H x W ``uint8`` (``uint16``) array, bright = dense.
-
-    Raises:
-        ImageReadError: empty, truncated or undecodable bytes.
-    """
-    if not data:
-        raise ImageReadError(name, "image data are empty")
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ImageReadError(name, "undecodable or truncated image data")
-    return _to_gray(img, name, bit_depth)
+    return read_xray_bytes(_read_bytes(path), path, bit_depth=bit_depth)
 
 
 def _png_size(head: bytes) -> tuple[int, int] | None:

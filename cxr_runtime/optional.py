@@ -20,6 +20,7 @@ OPTIONAL_PACKAGES: dict[str, tuple[str, str]] = {
     "openvino": ("openvino", "deploy"),
     "fastapi": ("fastapi", "serve"),
     "uvicorn": ("uvicorn", "serve"),
+    "pydantic": ("pydantic", "serve"),
     "multipart": ("python-multipart", "serve"),
     "python_multipart": ("python-multipart", "serve"),
     "mlflow": ("mlflow", "experiments"),

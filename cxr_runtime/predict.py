@@ -52,6 +52,7 @@ __all__ = [
     "iter_image_files",
     "parse_predict_args",
     "predict_files",
+    "predict_image",
     "run_predict",
     "runs_without_torch",
     "scan_inputs",
@@ -131,6 +132,8 @@ class PredictedImage:
         boxes: (R, 4) float64 XYXY_ABS pixels of ``image``; scores: (R,); classes: (R,) int64.
         positive: (R,) bool, the boxes at or above their class's operating point.
         image_scores: (C,) the image's score per class (``findings.csv``).
+        findings: (C,) bool, the classes positive at their operating point
+            (:func:`~cxr_runtime.operating_points.positive_findings` of ``image_scores``).
     """
 
     index: int
@@ -141,6 +144,45 @@ class PredictedImage:
     classes: np.ndarray
     positive: np.ndarray
     image_scores: np.ndarray | None = None
+    findings: np.ndarray | None = None
+
+
+def predict_image(
+    predictor: Callable[[np.ndarray], Detections],
+    gray: np.ndarray,
+    thresholds: np.ndarray,
+    in_channels: int = 1,
+    *,
+    index: int = 0,
+    path: str = "",
+) -> PredictedImage:
+    """Detections and findings of one film: the rows ``predictions.csv`` and ``findings.csv``
+    hold for it (the served app answers with the same).
+
+    Args:
+        predictor: ``HxWxC uint8 image -> Detections`` (boxes XYXY_ABS in the image's pixels).
+        gray: the film, H x W uint8 (:func:`~cxr_runtime.io.read_xray`).
+        thresholds: (C,) operating point per class
+            (:func:`~cxr_runtime.operating_points.class_thresholds`).
+        in_channels: channels given to the predictor (the gray film repeated).
+        index, path: recorded in the result.
+
+    Returns:
+        a :class:`PredictedImage`, boxes XYXY_ABS pixels of ``gray``; ``image_scores`` each
+        class's highest box score (or the predictor's own image scores).
+    """
+    img = np.repeat(gray[:, :, None], in_channels, axis=2)
+    det: Detections = predictor(img)
+    boxes = np.asarray(det.boxes, np.float64).reshape(-1, 4)
+    scores = np.asarray(det.scores, np.float64)
+    classes = np.asarray(det.classes, np.int64)
+    img_scores = np.zeros(len(thresholds))
+    np.maximum.at(img_scores, classes, scores)
+    if det.image_scores is not None:  # a model that scores the image itself
+        img_scores = np.asarray(det.image_scores, np.float64).reshape(len(thresholds))
+    keep = np.asarray(positive_findings(scores, thresholds[classes]), bool).reshape(-1)
+    findings = positive_findings(img_scores, thresholds)
+    return PredictedImage(index, path, img, boxes, scores, classes, keep, img_scores, findings)
 
 
 #: ``hook(predicted) -> {suffix: BGR uint8 image}``: extra overlays, written as
@@ -168,28 +210,17 @@ class _Run:
             logger.warning("Skipping %s: %s", path, e)
             self.errors.append([path, str(e)])
             return
-        img = np.repeat(gray[:, :, None], self.in_channels, axis=2)
-        det: Detections = self.predictor(img)
-        boxes = np.asarray(det.boxes, np.float64).reshape(-1, 4)
-        scores = np.asarray(det.scores, np.float64)
-        classes = np.asarray(det.classes, np.int64)
-        for b, s, c in zip(boxes, scores, classes):
+        p = predict_image(self.predictor, gray, self.thr, self.in_channels, index=i, path=path)
+        for b, s, c in zip(p.boxes, p.scores, p.classes):
             preds.writerow([path, self.names[c], f"{s:.6f}", *(f"{v:.2f}" for v in b)])
-        img_scores = np.zeros(len(self.names))
-        np.maximum.at(img_scores, classes, scores)
-        if det.image_scores is not None:  # a model that scores the image itself
-            img_scores = np.asarray(det.image_scores, np.float64).reshape(len(self.names))
-        pos = [n for n, p in zip(self.names, positive_findings(img_scores, self.thr)) if p]
+        pos = [n for n, f in zip(self.names, p.findings) if f]
         finds.writerow(
-            [path, ";".join(pos) if pos else "No finding", *(f"{v:.6f}" for v in img_scores)]
+            [path, ";".join(pos) if pos else "No finding", *(f"{v:.6f}" for v in p.image_scores)]
         )
         if self.overlay_dir:
-            keep = positive_findings(scores, self.thr[classes]) if len(classes) else []
-            keep = np.asarray(keep, bool)
-            done = PredictedImage(i, path, img, boxes, scores, classes, keep, img_scores)
-            self._overlays(gray, done)
+            self._overlays(gray, p)
         self.stats["images"] += 1
-        self.stats["detections"] += len(scores)
+        self.stats["detections"] += len(p.scores)
         self.stats["positive_images"] += bool(pos)
 
     def _overlays(self, gray: np.ndarray, p: PredictedImage) -> None:

@@ -54,7 +54,7 @@ FENCE = re.compile(r"^```.*?^```", re.S | re.M)
 
 def _slug(heading: str) -> str:
     """GitHub's anchor of a heading: lower case, punctuation dropped, spaces -> '-'."""
-    text = re.sub(r"[`*_]", "", heading.strip().lower())
+    text = re.sub(r"[`*]", "", heading.strip().lower())  # underscores stay (code spans)
     text = re.sub(r"[^\w\- ]", "", text)
     return text.replace(" ", "-")
 

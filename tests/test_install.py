@@ -30,6 +30,9 @@ FIRST_PARTY = {"cxr", "cxr_runtime"}
 # Not on the package index as a wheel: installed by tools/install_detectron2.py, and `import cxr`
 # says so when it is missing (test below).
 INSTALLED_BY_SCRIPT = {"detectron2"}
+# Subpackages that exist for one extra: their modules import that extra's packages directly,
+# because their entry point imports each of them through import_optional first (test below).
+EXTRA_SUBPACKAGES = {os.path.join("cxr_runtime", "serve") + os.sep: "serve"}
 
 
 def _norm(dist: str) -> str:
@@ -122,7 +125,9 @@ def test_every_imported_module_is_a_requirement_or_an_extra(setup_kwargs):
         if dist not in extras:
             missing.append(f"{mod} ({dist}) at {sites[0][0]}")
             continue
-        plain = [w for w, how in sites if how == "import"]
+        plain = [
+            w for w, how in sites if how == "import" and not _in_extra_subpackage(w, extras[dist])
+        ]
         assert not plain, (
             f"{mod} belongs to the extra(s) {sorted(extras[dist])} but is imported directly at "
             f"{plain}: use cxr_runtime.optional.import_optional so a missing package names its extra"
@@ -130,6 +135,30 @@ def test_every_imported_module_is_a_requirement_or_an_extra(setup_kwargs):
         dist_of_table, extra_of_table = OPTIONAL_PACKAGES[mod]
         assert _norm(dist_of_table) == dist and extra_of_table in extras[dist], mod
     assert not missing, f"imported, but in neither install_requires nor an extra: {missing}"
+
+
+def _in_extra_subpackage(where: str, extras: set[str]) -> bool:
+    return any(where.startswith(p) and e in extras for p, e in EXTRA_SUBPACKAGES.items())
+
+
+def test_serve_entry_point_imports_the_serve_extra_through_import_optional(tmp_path):
+    from cxr_runtime.serve.cli import SERVE_MODULES
+
+    scanned = {m for m, _, how in _imports(os.path.join(REPO, "cxr_runtime", "serve", "cli.py"))
+               if how == "optional"}  # fmt: skip
+    serve_dir = os.path.join(REPO, "cxr_runtime", "serve")
+    direct = set()
+    for name in os.listdir(serve_dir):
+        if name.endswith(".py"):
+            direct |= {m for m, _, how in _imports(os.path.join(serve_dir, name))
+                       if how == "import" and m in OPTIONAL_PACKAGES}  # fmt: skip
+    assert direct and direct <= set(SERVE_MODULES) and "uvicorn" in scanned
+    r = _run_blocked(["fastapi"], f"import runpy, sys\nsys.argv = ['serve.py', '--checkpoint', "
+                     f"'m.onnx']\nrunpy.run_path({os.path.join(REPO, 'tools', 'serve.py')!r}, "
+                     "run_name='__main__')\n", str(tmp_path))  # fmt: skip
+    assert r.returncode != 0 and "cxr[serve]" in r.stderr and "fastapi" in r.stderr, r.stderr[
+        -2000:
+    ]
 
 
 def test_optional_table_matches_the_extras(setup_kwargs):

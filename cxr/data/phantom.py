@@ -28,7 +28,6 @@ for the same arguments and can be rendered in parallel.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import logging
 import os
@@ -42,7 +41,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from ..fileio import write_png_atomic, write_text_atomic
+from ..fileio import sha256_file, write_png_atomic, write_text_atomic
 from ..registry import NamedRegistry
 
 __all__ = [
@@ -319,14 +318,6 @@ def render_phantom(
 
 
 # ----------------------------------------------------------------------------- dataset
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def raw_first_line(path: str) -> str:

@@ -19,3 +19,8 @@ def test_setup_installs_cxr_and_its_runtime_only(monkeypatch):
     assert "cxr_runtime" in packages
     assert all(p.split(".")[0] in ("cxr", "cxr_runtime") for p in packages), packages
     assert os.path.isfile(os.path.join(REPO, "benchmarks", "__init__.py"))
+    # the served app's page ships with the runtime
+    assert "cxr_runtime.serve" in packages
+    static = os.path.join(REPO, "cxr_runtime", "serve", "static")
+    shipped = seen["package_data"]["cxr_runtime.serve"]
+    assert shipped == ["static/*"] and {"index.html", "app.js", "app.css"} <= set(os.listdir(static))

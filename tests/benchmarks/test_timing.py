@@ -39,7 +39,9 @@ def test_registry_lists_every_task_and_no_function_shadows_a_builtin():
         "all", "data", "eval", "inference", "train", "inference_d0_vs_effdet_d0",
         "inference_lite0_vs_effdet_lite0", "train_step_d0_vs_effdet_d0",
         "inference_d0_onnxruntime_vs_effdet_d0", "predict_dicom_end_to_end_d0",
-        "predict_cold_onnxruntime_d0",
+        "predict_cold_onnxruntime_d0", "serve_latency_demo_png", "serve_latency_demo_dicom",
+        "serve_latency_d0_png", "serve_latency_d0_dicom", "serve_cold_start",
+        "data_dicom_prepared", "prepare_films_per_s", "data_cls_shards_vs_png", "nih_cls_all_load",
     }  # fmt: skip
     for name in names:
         assert not hasattr(builtins, BENCHMARK_REGISTRY.get(name).__name__), name

@@ -112,7 +112,7 @@ def test_decode_xray_of_bytes_equals_read_xray_of_the_file(tmp_path):
     with open(path, "rb") as f:
         data = f.read()
     np.testing.assert_array_equal(decode_xray(data, "shard.tar#film16"), read_xray(path))
-    with pytest.raises(ImageReadError, match="shard.tar#k: image data are empty"):
+    with pytest.raises(ImageReadError, match="shard.tar#k: file is empty"):
         decode_xray(b"", "shard.tar#k")
     with pytest.raises(ImageReadError, match="shard.tar#k: undecodable or truncated"):
         decode_xray(data[: len(data) // 3], "shard.tar#k")
