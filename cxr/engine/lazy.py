@@ -266,13 +266,22 @@ def lazy_to_cfg(lazy: DictConfig, *, where: str = "LazyConfig") -> CfgNode:
     return cfg
 
 
+def _plain(x: Any) -> Any:
+    """Plain dicts / lists of ``instantiate``'s arguments (which may be omegaconf nodes)."""
+    if OmegaConf.is_config(x):
+        return OmegaConf.to_container(x, resolve=True)
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    return [_plain(v) for v in x] if isinstance(x, (list, tuple)) else x
+
+
 def _cfg_with(section: str, keys: dict, where: str, **leaves: Any) -> CfgNode:
     """``get_cfg()`` with the lower-case ``keys`` set under ``section`` (e.g. ``"MODEL"``)."""
     cfg = get_cfg()
-    for k, v in _flatten(dict(keys)).items():
+    for k, v in _flatten(_plain(keys)).items():
         _set_cfg(cfg, f"{section}.{k.upper()}", v, f"{where}.{k}")
     for cfg_key, v in leaves.items():
-        _set_cfg(cfg, cfg_key.replace("__", "."), v, where)
+        _set_cfg(cfg, cfg_key.replace("__", "."), _plain(v), where)
     return cfg
 
 
@@ -281,7 +290,10 @@ def cxr_model(**model: Any) -> torch.nn.Module:
     (lower-case keys, nested dicts for sub-nodes); every other key at its default."""
     from detectron2.modeling import build_model
 
-    return build_model(_cfg_with("MODEL", model, "model"))
+    cfg = _cfg_with("MODEL", model, "model")
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        cfg.MODEL.DEVICE = "cpu"
+    return build_model(cfg)
 
 
 def cxr_mapper(*, is_train: bool, input: dict, skip_bad_images: bool = False):
