@@ -14,12 +14,14 @@ LAZY_DEMO = os.path.join(REPO, "configs/phantom/retinanet_demo.py")
 YAML_DEMO = os.path.join(REPO, "configs/phantom/retinanet_demo.yaml")
 
 
-def _lazy_args(dataset, out, max_iter, *extra):
+def _lazy_args(dataset, out, max_iter, *extra, test=""):
+    # Training runs without a test set (no end-of-training evaluation: cheaper); --eval-only
+    # evaluates on ``test``.
     return ["--config-file", LAZY_DEMO, *extra, "train.device=cpu", "train.seed=7",
             f"train.output_dir={out}", f"train.max_iter={max_iter}", "train.checkpointer.period=2",
             "train.eval_period=0", "model.retinanet.num_classes=2", "optimizer.lr=0.001",
             "lr_multiplier.warmup_iters=0", f"dataloader.train.dataset.names=[{dataset}]",
-            f"dataloader.test.dataset.names=[{dataset}]", "dataloader.train.num_workers=0",
+            f"dataloader.test.dataset.names=[{test}]", "dataloader.train.num_workers=0",
             "dataloader.train.total_batch_size=2", "dataloader.train.mapper.input.min_size_train=[64]",
             "dataloader.train.mapper.input.max_size_train=64",
             "dataloader.train.mapper.input.min_size_test=64",
@@ -31,7 +33,7 @@ def _yaml_args(dataset, out, max_iter):
             "SOLVER.MAX_ITER", str(max_iter), "SOLVER.CHECKPOINT_PERIOD", "2", "TEST.EVAL_PERIOD",
             "0", "MODEL.RETINANET.NUM_CLASSES", "2", "SOLVER.BASE_LR", "0.001",
             "SOLVER.WARMUP_ITERS", "0", "DATASETS.TRAIN", f"('{dataset}',)", "DATASETS.TEST",
-            f"('{dataset}',)", "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "2",
+            "()", "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "2",
             "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "64", "INPUT.MIN_SIZE_TEST",
             "64", "INPUT.MAX_SIZE_TEST", "64"]  # fmt: skip
 
@@ -64,7 +66,8 @@ def test_lazy_demo_trains_like_yaml_resumes_and_evaluates(tiny_dataset, tmp_path
     assert state["iteration"] == 3 and "optimizer" in state
     ckpt = os.path.join(lazy_out, "model_final.pth")
     args = tool.argument_parser().parse_args(
-        _lazy_args(tiny_dataset, lazy_out, 4, "--eval-only") + [f"train.init_checkpoint={ckpt}"]
+        _lazy_args(tiny_dataset, lazy_out, 4, "--eval-only", test=tiny_dataset)
+        + [f"train.init_checkpoint={ckpt}"]
     )
     results = tool.main(args)
     ap50 = results["bbox"]["AP50"]  # NaN when the barely trained model predicts nothing
