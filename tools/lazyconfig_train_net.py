@@ -15,6 +15,7 @@ the same Trainer as ``tools/train_net.py`` (EMA, SWA, best checkpoint, cxr evalu
 TensorBoard, validation loss, exact resume; see :mod:`cxr.engine.lazy`); the resolved LazyConfig
 is saved as ``OUTPUT_DIR/config.yaml``, which ``--config-file`` takes back.
 """
+
 import os
 import sys
 

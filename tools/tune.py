@@ -14,6 +14,7 @@ The space file maps config keys to distributions (``{type: float, low, high, log
 pairs are fixed for every trial. Trials train into OUTPUT/trial_<n>; OUTPUT gets best.yaml (for
 tools/train_net.py), trials.csv and plots. A rerun continues the study. Logic: cxr.apps.tune.
 """
+
 import argparse
 import json
 import sys
@@ -31,7 +32,9 @@ def parse_args(argv=None):
     p.add_argument("--trials", type=int, required=True, help="trials of the study in total")
     p.add_argument("--study", required=True, help="study name")
     p.add_argument("--output", required=True, help="folder of the trials and results")
-    p.add_argument("--storage", default="", help="RDB URL or journal file (default OUTPUT/study.journal)")
+    p.add_argument(
+        "--storage", default="", help="RDB URL or journal file (default OUTPUT/study.journal)"
+    )
     p.add_argument("--metric", default="cxr/AP50", help="event-storage key to optimise")
     p.add_argument("--direction", default="maximize", choices=["maximize", "minimize"])
     p.add_argument("--pruner", default="median", choices=PRUNERS.names())

@@ -15,6 +15,7 @@ total of the study (finished, failed and running trials count), so a rerun conti
 At the end: ``best.yaml`` (the best trial's full config; ``tools/train_net.py`` takes it),
 ``trials.csv`` (number, state, params, value) and Optuna's history / importance plots as PNGs.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -28,6 +29,7 @@ from typing import Any, Callable
 
 import yaml
 from detectron2.engine import HookBase
+from detectron2.utils.env import seed_all_rng
 
 from ..config import CfgNode
 from ..engine import Trainer
@@ -236,7 +238,9 @@ def _fail_dead_local_trials(study) -> None:
         except ProcessLookupError:
             study._storage.set_trial_user_attr(t._trial_id, "error", "worker process died")
             study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-            logger.warning("trial %d: its worker %s is gone; marked FAIL", t.number, t.user_attrs["worker"])
+            logger.warning(
+                "trial %d: its worker %s is gone; marked FAIL", t.number, t.user_attrs["worker"]
+            )
 
 
 def _next_trial(study, settings: TuneSettings):
@@ -263,6 +267,7 @@ def _train_trial(trial, settings: TuneSettings, space: dict) -> float:
     os.makedirs(out, exist_ok=True)
     write_text_atomic(os.path.join(out, "config.yaml"), cfg.dump())
     logger.info("trial %d: %s -> %s", trial.number, " ".join(map(str, overrides)), out)
+    seed_all_rng(None if cfg.SEED < 0 else cfg.SEED)  # as default_setup does for train_net.py
     trainer = Trainer(cfg)
     trainer.register_hooks([ReportHook(trial, settings.metric)])
     trainer.resume_or_load(resume=False)
@@ -270,7 +275,11 @@ def _train_trial(trial, settings: TuneSettings, space: dict) -> float:
     latest = trainer.storage.latest()
     if settings.metric not in latest:
         raise KeyError(f"--metric {settings.metric!r} was never logged; logged: {sorted(latest)}")
-    metrics = {k: float(v) for k, (v, _) in latest.items() if k.split("/")[0] in ("cxr", "cls", "bbox", "val")}
+    metrics = {
+        k: float(v)
+        for k, (v, _) in latest.items()
+        if k.split("/")[0] in ("cxr", "cls", "bbox", "val")
+    }
     trial.set_user_attr("metrics", {k: v for k, v in metrics.items() if math.isfinite(v)})
     return float(latest[settings.metric][0])
 

@@ -126,11 +126,10 @@ def setup(args: argparse.Namespace) -> CfgNode:
         )
     cfg = _finish(cfg)
     setup_logging(cfg.OUTPUT_DIR)
-    # A LazyConfig is saved resolved (interpolations replaced by the values trained with).
-    resolved = None if lazy is None else OmegaConf.create(
-        OmegaConf.to_container(lazy, resolve=True), flags={"allow_objects": True}
-    )
-    default_setup(cfg if lazy is None else resolved, args)
+    if lazy is not None:  # saved resolved: interpolations replaced by the values trained with
+        resolved = OmegaConf.to_container(lazy, resolve=True)
+        lazy = OmegaConf.create(resolved, flags={"allow_objects": True})
+    default_setup(cfg if lazy is None else lazy, args)
     if cfg.MODEL.DEVICE == "cpu":
         logger.info("CUDA not available: running on CPU with %d threads", torch.get_num_threads())
     return cfg

@@ -26,6 +26,7 @@ A key with no counterpart is an error naming it. ``key=value`` overrides are Hyd
 grammar (detectron2's ``LazyConfig.apply_overrides``); they may not touch ``_target_`` (the
 code that ``instantiate`` calls): that belongs in a reviewed config file.
 """
+
 from __future__ import annotations
 
 import logging
@@ -257,7 +258,11 @@ def lazy_to_cfg(lazy: DictConfig, *, where: str = "LazyConfig") -> CfgNode:
     _check_test_input(flat, where)
     cfg = get_cfg()
     for key, value in flat.items():
-        if key.endswith("_target_") or key in IGNORED or key.startswith("dataloader.test.mapper.input."):
+        if (
+            key.endswith("_target_")
+            or key in IGNORED
+            or key.startswith("dataloader.test.mapper.input.")
+        ):
             continue
         cfg_key = cfg_key_of(key)
         if cfg_key is None:
@@ -331,7 +336,9 @@ def cxr_optimizer(*, model: torch.nn.Module, **solver: Any) -> torch.optim.Optim
 
     solver = dict(solver)
     lr = solver.pop("lr", None)
-    cfg = _cfg_with("SOLVER", solver, "optimizer", **({} if lr is None else {"SOLVER__BASE_LR": lr}))
+    cfg = _cfg_with(
+        "SOLVER", solver, "optimizer", **({} if lr is None else {"SOLVER__BASE_LR": lr})
+    )
     return build_optimizer(cfg, model)
 
 

@@ -18,6 +18,7 @@ writers) when ``CXR.MLFLOW.ENABLED``. It logs
 
 The run ends FINISHED when training reached ``SOLVER.MAX_ITER``, else FAILED.
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -110,11 +111,14 @@ class MLflowWriter(EventWriter):
         uri = m.TRACKING_URI or local_tracking_uri(cfg.OUTPUT_DIR)
         self.client = _mlflow_client(uri)
         from mlflow.entities import Param
+
         exp = self.client.get_experiment_by_name(m.EXPERIMENT)
         if exp is None:
             art = None
             if not m.TRACKING_URI:  # local store: artifacts beside it, not in the working dir
-                art = "file://" + os.path.abspath(os.path.join(cfg.OUTPUT_DIR, "mlflow", "artifacts"))
+                art = "file://" + os.path.abspath(
+                    os.path.join(cfg.OUTPUT_DIR, "mlflow", "artifacts")
+                )
             exp_id = self.client.create_experiment(m.EXPERIMENT, artifact_location=art)
         else:
             exp_id = exp.experiment_id

@@ -1,5 +1,6 @@
 """tools/tune.py: trials through the Trainer, a real prune, a failed trial, a rerun that
 continues, best.yaml for tools/train_net.py, two workers on one storage, and bad input."""
+
 from __future__ import annotations
 
 import csv
@@ -28,7 +29,7 @@ def _opts(dataset, max_iter):
 def _settings(tmp_path, dataset, space, trials, **kw):
     return TuneSettings(TINY_CONFIG, str(space), trials, "s", str(tmp_path / "tune"),
                         metric="val/total_loss", direction="minimize",
-                        opts=_opts(dataset, 2), **kw)  # fmt: skip
+                        opts=_opts(dataset, 1), **kw)  # fmt: skip
 
 
 def test_prune_fail_rerun_and_best_yaml(tiny_dataset, tmp_path):
@@ -49,9 +50,9 @@ def test_prune_fail_rerun_and_best_yaml(tiny_dataset, tmp_path):
     run_tune(s)
     trials = optuna.load_study(study_name="s", storage=storage).get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "PRUNED", "FAIL"]
-    assert trials[0].value == pytest.approx(trials[1].value)  # same seed, same overrides
-    assert trials[2].intermediate_values[0] > 2 * trials[0].intermediate_values[0]
-    assert len(trials[2].intermediate_values) == 1  # stopped at its first report
+    assert trials[0].value == trials[1].value  # same seed, same overrides
+    assert trials[0].intermediate_values == {0: trials[0].value}
+    assert trials[2].intermediate_values[0] > 1.1 * trials[0].value  # pruned on this report
     assert "FloatingPointError" in trials[3].user_attrs["error"]
     assert trials[0].user_attrs["overrides"] == [GAMMA, "2.0"]
     assert trials[0].user_attrs["metrics"]["val/total_loss"] == trials[0].value
@@ -87,7 +88,7 @@ def test_two_workers_share_one_storage(tmp_path):
     space = tmp_path / "space.yaml"
     space.write_text("SOLVER.BASE_LR: {type: float, low: 1.0e-4, high: 1.0e-3, log: true}\n")
     journal = str(tmp_path / "shared.journal")
-    argv = ["--config-file", TINY_CONFIG, "--space", str(space), "--trials", "4", "--study",
+    argv = ["--config-file", TINY_CONFIG, "--space", str(space), "--trials", "3", "--study",
             "two", "--output", str(out), "--storage", journal, "--metric", "val/total_loss",
             "--direction", "minimize", "--pruner", "none", "--no-plots",
             *_opts("cxr_test_tiny", 1)]  # fmt: skip
@@ -106,12 +107,14 @@ def test_two_workers_share_one_storage(tmp_path):
 
     storage = JournalStorage(JournalFileBackend(journal))
     trials = optuna.load_study(study_name="two", storage=storage).get_trials()
-    assert sorted(t.number for t in trials) == [0, 1, 2, 3]
+    assert sorted(t.number for t in trials) == [0, 1, 2]
     assert all(t.state.name == "COMPLETE" for t in trials)
     dirs = [t.user_attrs["output_dir"] for t in trials]
-    assert len(set(dirs)) == 4 and all(os.path.isfile(os.path.join(d, "model_final.pth")) for d in dirs)
+    assert len(set(dirs)) == 3 and all(
+        os.path.isfile(os.path.join(d, "model_final.pth")) for d in dirs
+    )
     assert sorted(os.listdir(out)) == sorted(
-        ["trial_0", "trial_1", "trial_2", "trial_3", "trials.csv", "best.yaml", "log.txt"]
+        ["trial_0", "trial_1", "trial_2", "trials.csv", "best.yaml", "log.txt"]
     )
     assert {t.user_attrs["worker"].rsplit(":", 1)[1] for t in trials} <= {str(p.pid) for p in procs}
 
@@ -140,7 +143,9 @@ def test_bad_input(tmp_path, tiny_dataset):
         assert str(bad) in str(e.value)
     good = tmp_path / "space.yaml"
     good.write_text("SOLVER.BASE_LR: {type: float, low: 1.0e-4, high: 1.0e-3}\n")
-    s = _settings(tmp_path, tiny_dataset, good, 1, storage=str(tmp_path / "no" / "dir" / "s.journal"))
+    s = _settings(
+        tmp_path, tiny_dataset, good, 1, storage=str(tmp_path / "no" / "dir" / "s.journal")
+    )
     with pytest.raises(StorageError, match="does not exist"):
         run_tune(s)
     s.storage = f"sqlite:///{tmp_path}/no/dir/s.db"

@@ -2,6 +2,7 @@
 
 Usage: python -m tests.apps.tune_subprocess IMAGE_DIR -- <tune args>
 """
+
 import os
 import sys
 

@@ -1,4 +1,5 @@
 """LazyConfig (.py) configs: equal to their YAML twins, same model / data / training, safe loading."""
+
 from __future__ import annotations
 
 import os
@@ -123,7 +124,9 @@ def test_bad_inputs_name_the_file_and_key(tmp_path):
     bad.write_text("from detectron2.config import LazyCall as L\n"
                    "from cxr.engine.lazy import cxr_model\n"
                    "model = L(cxr_model)(retinanet=dict(num_clases=3))\n")  # fmt: skip
-    with pytest.raises(LazyConfigError, match=r"bad.py: model.retinanet.num_clases: MODEL.RETINANET"):
+    with pytest.raises(
+        LazyConfigError, match=r"bad.py: model.retinanet.num_clases: MODEL.RETINANET"
+    ):
         lazy_to_cfg(load_lazy_config(str(bad)), where=str(bad))
     with pytest.raises(LazyConfigError, match="expected int"):
         lazy_to_cfg(load_lazy_config(demo, ["train.max_iter=abc"]), where=demo)
@@ -160,7 +163,9 @@ def test_detectron2_lazy_config_operations_with_cxr():
     assert cfg.train.max_iter == 7 and cfg.optimizer.lr == 1e-3
     assert list(cfg.dataloader.train.dataset.names) == ["a", "b"]
     code = LazyConfig.to_py(cfg)
-    assert "cfg.train.max_iter = 7" in code.replace("cfg.train.max_iter=7", "cfg.train.max_iter = 7")
+    assert "cfg.train.max_iter = 7" in code.replace(
+        "cfg.train.max_iter=7", "cfg.train.max_iter = 7"
+    )
     compile(code, "<to_py>", "exec")  # black-formatted, valid Python
     import tempfile
 

@@ -1,5 +1,6 @@
 """MLflow tracking of a training run: params, metrics equal to metrics.json, artifacts, tags;
 in the embedded local store and on a real ``mlflow server`` on loopback."""
+
 from __future__ import annotations
 
 import json
@@ -76,7 +77,9 @@ def _check_run(client, out, dataset):
     assert {"config.yaml", "eval"} <= arts
     ev = {a.path for a in client.list_artifacts(run.info.run_id, f"eval/{dataset}")}
     assert {f"eval/{dataset}/{f}" for f in ("metrics.json", "thresholds.json", "report.html")} <= ev
-    got = client.download_artifacts(run.info.run_id, f"eval/{dataset}/metrics.json", str(out) + "_dl")
+    got = client.download_artifacts(
+        run.info.run_id, f"eval/{dataset}/metrics.json", str(out) + "_dl"
+    )
     assert json.load(open(got)) == metrics
     return run
 

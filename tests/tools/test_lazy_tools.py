@@ -1,5 +1,6 @@
 """tools/eval.py and tools/predict.py take a LazyConfig .py config: the same results as with its
 YAML twin (the shipped demo weights on generated images)."""
+
 from __future__ import annotations
 
 import json

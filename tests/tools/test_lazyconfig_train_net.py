@@ -1,5 +1,6 @@
 """tools/lazyconfig_train_net.py on CPU: the lazy demo config trains like its YAML twin (same
 weights), resumes, evaluates, and its saved config.yaml loads back."""
+
 from __future__ import annotations
 
 import os
