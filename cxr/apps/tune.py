@@ -168,6 +168,8 @@ class ReportHook(HookBase):
 
     def __init__(self, trial, metric: str):
         self._trial, self._metric, self._last = trial, metric, -1
+        # The prune, kept: an error of another hook's after_train may replace the exception.
+        self.pruned: Exception | None = None
 
     def after_step(self) -> None:
         import optuna
@@ -178,7 +180,8 @@ class ReportHook(HookBase):
         self._last = it
         self._trial.report(float(value), step=int(it))
         if self._trial.should_prune():
-            raise optuna.TrialPruned(f"pruned at iteration {it}: {self._metric} = {value}")
+            self.pruned = optuna.TrialPruned(f"pruned at iteration {it}: {self._metric} = {value}")
+            raise self.pruned
 
 
 class StorageError(RuntimeError):
@@ -257,7 +260,7 @@ def _next_trial(study, settings: TuneSettings):
         return trial
 
 
-def _train_trial(trial, settings: TuneSettings, space: dict) -> float:
+def _train_trial(trial, settings: TuneSettings, space: dict, hook: ReportHook) -> float:
     """Train one trial into ``<output>/trial_<n>``; returns the metric's last value."""
     out = os.path.join(settings.output, f"trial_{trial.number}")
     overrides = suggest(trial, space)
@@ -269,17 +272,15 @@ def _train_trial(trial, settings: TuneSettings, space: dict) -> float:
     logger.info("trial %d: %s -> %s", trial.number, " ".join(map(str, overrides)), out)
     seed_all_rng(None if cfg.SEED < 0 else cfg.SEED)  # as default_setup does for train_net.py
     trainer = Trainer(cfg)
-    trainer.register_hooks([ReportHook(trial, settings.metric)])
+    trainer.register_hooks([hook])
     trainer.resume_or_load(resume=False)
     trainer.train()
     latest = trainer.storage.latest()
     if settings.metric not in latest:
         raise KeyError(f"--metric {settings.metric!r} was never logged; logged: {sorted(latest)}")
-    metrics = {
-        k: float(v)
-        for k, (v, _) in latest.items()
-        if k.split("/")[0] in ("cxr", "cls", "bbox", "val")
-    }
+    kept = ("cxr", "cls", "bbox", "val")  # evaluation results and validation losses
+    metrics = {k: float(v) for k, (v, _) in latest.items() if k.split("/")[0] in kept}
+    metrics[settings.metric] = float(latest[settings.metric][0])
     trial.set_user_attr("metrics", {k: v for k, v in metrics.items() if math.isfinite(v)})
     return float(latest[settings.metric][0])
 
@@ -288,13 +289,14 @@ def _run_and_tell(study, trial, settings: TuneSettings, space: dict) -> None:
     import optuna
     from optuna.trial import TrialState
 
+    hook = ReportHook(trial, settings.metric)
     try:
-        value = _train_trial(trial, settings, space)
-    except optuna.TrialPruned as e:
-        logger.info("trial %d %s", trial.number, e)
-        study.tell(trial, state=TrialState.PRUNED)
-        return
+        value = _train_trial(trial, settings, space, hook)
     except Exception as e:  # noqa: BLE001  (a crashing trial is recorded; the search goes on)
+        if isinstance(e, optuna.TrialPruned) or hook.pruned is not None:
+            logger.info("trial %d %s", trial.number, hook.pruned or e)
+            study.tell(trial, state=TrialState.PRUNED)
+            return
         logger.exception("trial %d failed", trial.number)
         trial.set_user_attr("error", f"{type(e).__name__}: {e}")
         study.tell(trial, state=TrialState.FAIL)

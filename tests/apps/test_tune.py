@@ -21,15 +21,14 @@ GAMMA = "MODEL.RETINANET.FOCAL_LOSS_GAMMA"
 
 
 def _opts(dataset, max_iter):
-    # Validation loss on the tiny set after every iteration: the reported intermediate values.
-    return tiny_opts(dataset, "unused", max_iter, "TEST.VAL_LOSS_PERIOD", "1",
-                     "TEST.BEST_METRIC", "")  # fmt: skip
+    # The training loss of every iteration is the reported value; no test set (no evaluation).
+    return tiny_opts(dataset, "unused", max_iter, "DATASETS.TEST", "()", "TEST.BEST_METRIC", "")
 
 
 def _settings(tmp_path, dataset, space, trials, **kw):
     return TuneSettings(TINY_CONFIG, str(space), trials, "s", str(tmp_path / "tune"),
-                        metric="val/total_loss", direction="minimize",
-                        opts=_opts(dataset, 1), **kw)  # fmt: skip
+                        metric="total_loss", direction="minimize",
+                        opts=_opts(dataset, 2), **kw)  # fmt: skip
 
 
 def test_prune_fail_rerun_and_best_yaml(tiny_dataset, tmp_path):
@@ -38,32 +37,33 @@ def test_prune_fail_rerun_and_best_yaml(tiny_dataset, tmp_path):
 
     space = tmp_path / "space.yaml"
     space.write_text(f"{GAMMA}: {{type: categorical, choices: [2.0, 0.0, -60.0]}}\n")
-    s = _settings(tmp_path, tiny_dataset, space, 4)
+    s = _settings(tmp_path, tiny_dataset, space, 3)
     os.makedirs(s.output)
     storage = JournalStorage(JournalFileBackend(os.path.join(s.output, "study.journal")))
     study = optuna.create_study(storage=storage, study_name="s", direction="minimize")
-    # Two normal trials; then gamma 0 (plain BCE over every anchor: a far larger validation
-    # loss, pruned at its first report against their median); then gamma -60 (the loss
+    # Two normal trials; then gamma 0 (plain BCE over every anchor: a far larger loss, pruned at its first report against their median); then gamma -60 (the loss
     # overflows: detectron2 stops with FloatingPointError: the trial FAILs).
     for g in (2.0, 2.0, 0.0, -60.0):
         study.enqueue_trial({GAMMA: g})
     run_tune(s)
     trials = optuna.load_study(study_name="s", storage=storage).get_trials()
-    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "PRUNED", "FAIL"]
-    assert trials[0].value == trials[1].value  # same seed, same overrides
-    assert trials[0].intermediate_values == {0: trials[0].value}
-    assert trials[2].intermediate_values[0] > 1.1 * trials[0].value  # pruned on this report
-    assert "FloatingPointError" in trials[3].user_attrs["error"]
-    assert trials[0].user_attrs["overrides"] == [GAMMA, "2.0"]
-    assert trials[0].user_attrs["metrics"]["val/total_loss"] == trials[0].value
-    for n in range(4):
-        assert trials[n].user_attrs["output_dir"] == os.path.join(s.output, f"trial_{n}")
-    # A rerun continues the same study up to the new total.
-    s.trials = 5
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "PRUNED", "WAITING"]
+    # A rerun continues the same study up to the new total: the fourth trial, which fails.
+    s.trials = 4
     run_tune(s)
     trials = optuna.load_study(study_name="s", storage=storage).get_trials()
-    assert [t.state.name for t in trials][:4] == ["COMPLETE", "COMPLETE", "PRUNED", "FAIL"]
-    assert len(trials) == 5 and trials[4].state.name in ("COMPLETE", "PRUNED", "FAIL")
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "PRUNED", "FAIL"]
+    assert trials[0].value == trials[1].value  # same seed, same overrides
+    assert sorted(trials[0].intermediate_values) == [0, 1]  # a report per iteration
+    assert trials[0].intermediate_values[1] == trials[0].value
+    assert list(trials[2].intermediate_values) == [0]  # pruned on its first report:
+    assert trials[2].intermediate_values[0] > 1.1 * trials[0].intermediate_values[0]
+    assert "FloatingPointError" in trials[3].user_attrs["error"]
+    assert trials[0].user_attrs["overrides"] == [GAMMA, "2.0"]
+    assert trials[0].user_attrs["metrics"]["total_loss"] == trials[0].value
+    assert trials[0].user_attrs["overrides"] == [GAMMA, "2.0"]
+    for n in range(4):
+        assert trials[n].user_attrs["output_dir"] == os.path.join(s.output, f"trial_{n}")
     rows = list(csv.DictReader(open(os.path.join(s.output, "trials.csv"))))
     assert [r["state"] for r in rows][:4] == ["COMPLETE", "COMPLETE", "PRUNED", "FAIL"]
     assert rows[0]["params"] == f"{GAMMA}=2.0" and float(rows[0]["value"]) == trials[0].value
@@ -78,7 +78,15 @@ def test_prune_fail_rerun_and_best_yaml(tiny_dataset, tmp_path):
     train_net = load_tool("train_net")
     weights = os.path.join(cfg.OUTPUT_DIR, "model_final.pth")
     args = train_net.argument_parser().parse_args(
-        ["--config-file", best, "--eval-only", "MODEL.WEIGHTS", weights]
+        [
+            "--config-file",
+            best,
+            "--eval-only",
+            "MODEL.WEIGHTS",
+            weights,
+            "DATASETS.TEST",
+            f"('{tiny_dataset}',)",
+        ]
     )
     assert "bbox" in train_net.main(args)
 
@@ -89,7 +97,7 @@ def test_two_workers_share_one_storage(tmp_path):
     space.write_text("SOLVER.BASE_LR: {type: float, low: 1.0e-4, high: 1.0e-3, log: true}\n")
     journal = str(tmp_path / "shared.journal")
     argv = ["--config-file", TINY_CONFIG, "--space", str(space), "--trials", "3", "--study",
-            "two", "--output", str(out), "--storage", journal, "--metric", "val/total_loss",
+            "two", "--output", str(out), "--storage", journal, "--metric", "total_loss",
             "--direction", "minimize", "--pruner", "none", "--no-plots",
             *_opts("cxr_test_tiny", 1)]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}

@@ -33,7 +33,7 @@ def test_predict_and_eval_with_lazy_config(tmp_path):
     predict, evaluate = load_tool("predict"), load_tool("eval")
     for kind, (cfg, opts) in runs.items():
         predict.main(["--config-file", cfg, "--checkpoint", WEIGHTS, "--input", str(imgs),
-                      "--output", str(tmp_path / f"pred_{kind}"), "--cm-threshold", "0.01",
+                      "--output", str(tmp_path / f"pred_{kind}"), "--cm-threshold", "0.01", "--classes", ",".join(nih_class_names()),
                       *opts])  # fmt: skip
         evaluate.main(["--config-file", cfg, "--checkpoint", WEIGHTS, "--dataset", name,
                        "--bootstrap", "0", "--no-plots", "--output", str(tmp_path / f"eval_{kind}"),
