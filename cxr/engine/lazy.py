@@ -102,6 +102,9 @@ IGNORED = {
 }
 
 
+_MISSING = object()
+
+
 class LazyConfigError(ValueError):
     """A LazyConfig file or override that cxr cannot use; the message names the file and key."""
 
@@ -184,9 +187,6 @@ def load_lazy_config(path: str, overrides: Sequence[str] = ()) -> DictConfig:
         return LazyConfig.apply_overrides(cfg, list(overrides))
     except Exception as e:  # hydra's parser errors, KeyError of a non-config prefix
         raise LazyConfigError(f"{path}: overrides {list(overrides)}: {e}") from None
-
-
-_MISSING = object()
 
 
 def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
