@@ -98,6 +98,7 @@ def add_cxr_config(cfg: _D2CfgNode) -> None:
     from .data.config import add_data_config
     from .data.mix_config import add_mix_config
     from .engine.config import add_engine_config
+    from .engine.mlflow_config import add_mlflow_config
     from .engine.swa_config import add_swa_config
     from .evaluation.config import add_evaluation_config
     from .modeling.classifier_config import add_classifier_config
@@ -117,6 +118,7 @@ def add_cxr_config(cfg: _D2CfgNode) -> None:
     add_engine_config(cfg)
     add_tta_config(cfg)
     add_swa_config(cfg)
+    add_mlflow_config(cfg)
 
 
 def get_cfg() -> CfgNode:

@@ -9,6 +9,9 @@ Checkpoints mode (runs the model)::
     python tools/eval.py --config-file CFG --checkpoint M.pth --image-folder PNGS \\
         --annotations BBox_List_2017.csv --output DIR        # NIH-format CSV + image folder
 
+``--config-file`` may be a LazyConfig ``.py`` file (overrides ``key=value``, e.g.
+``train.device=cpu``; docs/experiments.md).
+
 Files mode (scores any model's COCO results; no model)::
 
     python tools/eval.py --gt-json gt.json --detections results.json --output DIR

@@ -20,7 +20,8 @@ An image-label classifier config (META_ARCHITECTURE CXRClassifier) gives the sam
 (its class scores are the image scores), no predictions.csv rows, and with --gradcam the map of
 each image's top positive finding (else its top class).
 
---config-file is required with --backend torch. With --backend onnxruntime and no --config-file
+--config-file (YAML, or a LazyConfig .py with key=value overrides) is required with
+--backend torch. With --backend onnxruntime and no --config-file
 the prediction runs on numpy, OpenCV, pydicom and ONNX Runtime only (cxr_runtime): class names,
 operating points, cm threshold and sizes are those stored in model.onnx at export (--classes,
 --thresholds, --cm-threshold replace them; KEY VALUE overrides need --config-file). With

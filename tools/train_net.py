@@ -7,6 +7,9 @@ Examples::
     python tools/train_net.py --config-file CFG --resume            # continue from last_checkpoint
     python tools/train_net.py --config-file CFG --eval-only MODEL.WEIGHTS output/.../model_final.pth
     python tools/train_net.py --config-file CFG --num-gpus 8 SOLVER.IMS_PER_BATCH 64
+    python tools/train_net.py --config-file configs/nih/efficientdet_d0.py train.max_iter=100
+
+A ``.py`` config is a LazyConfig with ``key=value`` overrides (tools/lazyconfig_train_net.py).
 
 Runs on CPU when CUDA is absent. Logic lives in :mod:`cxr.engine`.
 """

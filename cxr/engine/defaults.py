@@ -10,12 +10,14 @@ from typing import Sequence
 
 import torch
 from detectron2.engine import default_setup
+from omegaconf import OmegaConf
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from ..config import CfgNode, load_config
+from .lazy import LazyConfigError, is_lazy_config, lazy_to_cfg, load_lazy_config, split_overrides
 
-__all__ = ["setup", "setup_config", "setup_logging"]
+__all__ = ["load_any_config", "setup", "setup_config", "setup_logging"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,26 +35,49 @@ class _PlainFileFormatter(logging.Formatter):
         return _ANSI.sub("", super().format(record))
 
 
+def load_any_config(config_file: str, opts: Sequence[str] = ()) -> tuple[CfgNode, object]:
+    """A YAML config + ``KEY VALUE`` overrides, or a LazyConfig (``.py``, or a YAML saved from
+    one) + ``key=value`` overrides (``KEY VALUE`` pairs are applied after its conversion).
+
+    Returns:
+        (the unfrozen CfgNode, the loaded LazyConfig or None for a YAML config).
+    """
+    if not is_lazy_config(config_file):
+        return load_config(config_file, list(opts or [])), None
+    lazy_opts, pairs = split_overrides(list(opts or []))
+    lazy = load_lazy_config(config_file, lazy_opts)
+    cfg = lazy_to_cfg(lazy, where=config_file)
+    if pairs:
+        cfg.merge_from_list(pairs)
+    return cfg, lazy
+
+
 def setup_config(
     config_file: str, opts: Sequence[str] = (), *, output_dir: str | None = None
 ) -> CfgNode:
-    """The frozen config of a tool: ``config_file`` + ``KEY VALUE`` overrides.
+    """The frozen config of a tool: ``config_file`` + overrides (:func:`load_any_config`).
 
     ``MODEL.DEVICE`` falls back to CPU when CUDA is absent, so configs run anywhere unchanged.
 
     Args:
-        config_file: YAML config (loaded safely by :func:`cxr.config.load_config`).
-        opts: ``KEY VALUE`` overrides.
+        config_file: YAML config (loaded safely by :func:`cxr.config.load_config`), or a
+            LazyConfig ``.py`` file (:mod:`cxr.engine.lazy`).
+        opts: ``KEY VALUE`` overrides (and ``key=value`` ones for a LazyConfig).
         output_dir: replaces ``OUTPUT_DIR`` when given.
 
     Returns:
         the frozen config.
     """
-    cfg = load_config(config_file, list(opts or []))
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        cfg.MODEL.DEVICE = "cpu"
+    cfg, _ = load_any_config(config_file, opts)
     if output_dir is not None:
         cfg.OUTPUT_DIR = output_dir
+    return _finish(cfg)
+
+
+def _finish(cfg: CfgNode) -> CfgNode:
+    """CPU when CUDA is absent, then freeze."""
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        cfg.MODEL.DEVICE = "cpu"
     cfg.freeze()
     return cfg
 
@@ -88,12 +113,23 @@ def _writes_file(handler: logging.Handler) -> bool:
 
 
 def setup(args: argparse.Namespace) -> CfgNode:
-    """``tools/train_net.py``'s setup: :func:`setup_config` of ``args.config_file`` /
-    ``args.opts``, :func:`setup_logging` into ``OUTPUT_DIR``, then detectron2's
-    ``default_setup`` (environment log, output folder, config dump, seeding)."""
-    cfg = setup_config(args.config_file, args.opts)
+    """``tools/train_net.py``'s and ``tools/lazyconfig_train_net.py``'s setup:
+    :func:`setup_config` of ``args.config_file`` / ``args.opts``, :func:`setup_logging` into
+    ``OUTPUT_DIR``, then detectron2's ``default_setup`` (environment log, output folder, seeding,
+    and ``OUTPUT_DIR/config.yaml``: the CfgNode, or for a LazyConfig the resolved LazyConfig,
+    which ``--config-file`` loads back)."""
+    cfg, lazy = load_any_config(args.config_file, args.opts)
+    if lazy is not None and split_overrides(args.opts)[1]:
+        raise LazyConfigError(
+            f"{args.config_file}: a LazyConfig takes key=value overrides (e.g. train.max_iter=100), "
+            f"not KEY VALUE pairs: {split_overrides(args.opts)[1]}"
+        )
+    cfg = _finish(cfg)
     setup_logging(cfg.OUTPUT_DIR)
-    default_setup(cfg, args)
+    if lazy is not None:  # saved resolved: interpolations replaced by the values trained with
+        resolved = OmegaConf.to_container(lazy, resolve=True)
+        lazy = OmegaConf.create(resolved, flags={"allow_objects": True})
+    default_setup(cfg if lazy is None else lazy, args)
     if cfg.MODEL.DEVICE == "cpu":
         logger.info("CUDA not available: running on CPU with %d threads", torch.get_num_threads())
     return cfg

@@ -32,6 +32,7 @@ from ..modeling.trunk_transfer import load_classifier_trunk
 from .checkpoint import CXRCheckpointer, load_model_weights
 from .ema import EMAHook, ModelEMA, unwrap
 from .gradcam_hook import GradCAMRenderer, GradCAMVisHook, explained_model, put_gradcam_images
+from .mlflow_writer import build_mlflow_writer
 from .swa import build_swa_hook
 from .hooks import THRESHOLDS_FILE, BestCheckpointer, EMAEvalHook, PredictionVisHook, ValidationLossHook
 from ..data.samplers import build_train_sampler
@@ -104,6 +105,11 @@ class Trainer(DefaultTrainer):
         loader = build_detection_train_loader(cfg, mapper=mapper, dataset=dicts, sampler=sampler)
         loader.cxr_sampler = sampler
         return loader
+
+    def build_writers(self):
+        """detectron2's writers (run on rank 0 only), plus MLflow when ``CXR.MLFLOW.ENABLED``."""
+        mlflow = build_mlflow_writer(self.cfg, weakref.proxy(self))
+        return super().build_writers() + ([mlflow] if mlflow is not None else [])
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
