@@ -14,7 +14,8 @@ composes them. The files:
 - ``cxr/evaluation/config.py``: ``CXR.EVAL``;
 - ``cxr/engine/config.py``: ``MODEL.EMA``, ``DATALOADER.NEGATIVE_FRACTION``, ``TEST.BEST_*``,
   ``TEST.VAL_LOSS_*``, ``CXR.VIS``;
-- ``cxr/engine/swa_config.py``: ``SOLVER.SWA``.
+- ``cxr/engine/swa_config.py``: ``SOLVER.SWA``;
+- ``cxr/engine/mlflow_config.py``: ``CXR.MLFLOW`` (experiment tracking).
 
 detectron2's ``CfgNode.load_yaml_with_base`` falls back to ``yaml.unsafe_load`` when
 ``yaml.safe_load`` fails, so a config file can run code. :class:`CfgNode` here loads every file,

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import yaml
+from cxr_runtime.optional import import_optional
 from detectron2.engine import HookBase
 from detectron2.utils.env import seed_all_rng
 
@@ -37,9 +38,15 @@ from ..engine.defaults import setup_config
 from ..fileio import write_csv_atomic, write_text_atomic
 from ..registry import NamedRegistry
 
+
 __all__ = ["SpaceError", "TuneSettings", "load_space", "open_study", "run_tune", "suggest"]
 
 logger = logging.getLogger(__name__)
+
+
+def _optuna(module: str = "optuna"):
+    """``module`` of the optional optuna package; a missing package names its extra."""
+    return import_optional(module, "tools/tune.py")
 
 #: distribution type of the space file -> sampler(trial, key, spec)
 DISTRIBUTIONS = NamedRegistry("CXR_TUNE_DISTRIBUTION")
@@ -72,21 +79,21 @@ def _suggest_categorical(trial, key: str, spec: dict) -> Any:
 
 @PRUNERS.register_as("median")
 def _median(max_iter: int):
-    import optuna
+    optuna = _optuna()
 
     return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
 
 
 @PRUNERS.register_as("hyperband")
 def _hyperband(max_iter: int):
-    import optuna
+    optuna = _optuna()
 
     return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, max_iter))
 
 
 @PRUNERS.register_as("none")
 def _no_pruner(max_iter: int):
-    import optuna
+    optuna = _optuna()
 
     return optuna.pruners.NopPruner()
 
@@ -172,7 +179,7 @@ class ReportHook(HookBase):
         self.pruned: Exception | None = None
 
     def after_step(self) -> None:
-        import optuna
+        optuna = _optuna()
 
         value, it = self.trainer.storage.latest().get(self._metric, (None, -1))
         if it <= self._last or value is None:
@@ -189,8 +196,9 @@ class StorageError(RuntimeError):
 
 
 def _storage(settings: TuneSettings):
-    import optuna
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
+    optuna = _optuna()
+    journal = _optuna("optuna.storages.journal")
+    JournalFileBackend, JournalStorage = journal.JournalFileBackend, journal.JournalStorage
 
     url = settings.storage or os.path.join(settings.output, "study.journal")
     if "://" in url:
@@ -229,7 +237,7 @@ def _worker() -> str:
 def _fail_dead_local_trials(study) -> None:
     """RUNNING trials of workers of this host whose process is gone (killed) become FAIL, so
     that a rerun runs them again."""
-    from optuna.trial import TrialState
+    TrialState = _optuna("optuna.trial").TrialState
 
     host = socket.gethostname()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -248,7 +256,7 @@ def _fail_dead_local_trials(study) -> None:
 
 def _next_trial(study, settings: TuneSettings):
     """``study.ask()`` while the study has fewer than ``settings.trials`` trials, else None."""
-    from optuna.trial import TrialState
+    TrialState = _optuna("optuna.trial").TrialState
 
     counted = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
     with _study_lock(settings):
@@ -286,8 +294,8 @@ def _train_trial(trial, settings: TuneSettings, space: dict, hook: ReportHook) -
 
 
 def _run_and_tell(study, trial, settings: TuneSettings, space: dict) -> None:
-    import optuna
-    from optuna.trial import TrialState
+    optuna = _optuna()
+    TrialState = _optuna("optuna.trial").TrialState
 
     hook = ReportHook(trial, settings.metric)
     try:
@@ -311,7 +319,7 @@ def _run_and_tell(study, trial, settings: TuneSettings, space: dict) -> None:
 
 def open_study(settings: TuneSettings, max_iter: int):
     """Create the study, or load it when it exists (same name in the same storage)."""
-    import optuna
+    optuna = _optuna()
 
     storage = _storage(settings)
     study = optuna.create_study(storage=storage, study_name=settings.study, load_if_exists=True,
@@ -357,8 +365,8 @@ def _save_plot(plot: Callable, study, path: str) -> None:
 
 def write_outputs(study, settings: TuneSettings) -> dict:
     """``best.yaml``, ``trials.csv`` and the plots into ``settings.output``; a summary dict."""
-    import optuna.visualization.matplotlib as vis
-    from optuna.trial import TrialState
+    vis = _optuna("optuna.visualization.matplotlib")
+    TrialState = _optuna("optuna.trial").TrialState
 
     write_trials_csv(study, os.path.join(settings.output, "trials.csv"))
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))

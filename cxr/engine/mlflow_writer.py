@@ -28,6 +28,7 @@ import os
 import re
 import subprocess
 
+from cxr_runtime.optional import import_optional
 from detectron2.utils.events import EventWriter, get_event_storage
 
 __all__ = ["MLflowWriter", "build_mlflow_writer", "flatten_config", "local_tracking_uri"]
@@ -40,15 +41,13 @@ EVAL_ARTIFACTS = ("metrics.json", "thresholds.json", "report.html")
 MODEL_ARTIFACTS = ("model_final.pth", "model_best.pth", "model_swa.pth")
 
 
+def _mlflow(module: str = "mlflow"):
+    """``module`` of the optional mlflow package; a missing package names its extra."""
+    return import_optional(module, "CXR.MLFLOW.ENABLED")
+
+
 def _mlflow_client(uri: str):
-    try:
-        from mlflow.tracking import MlflowClient
-    except ImportError as e:
-        raise ImportError(
-            "CXR.MLFLOW.ENABLED needs the 'mlflow' package: pip install mlflow "
-            "(the version pinned in requirements.txt)"
-        ) from e
-    return MlflowClient(tracking_uri=uri)
+    return _mlflow("mlflow.tracking").MlflowClient(tracking_uri=uri)
 
 
 def metric_name(key: str) -> str:
@@ -110,7 +109,7 @@ class MLflowWriter(EventWriter):
         self._cfg, self._trainer = cfg, trainer
         uri = m.TRACKING_URI or local_tracking_uri(cfg.OUTPUT_DIR)
         self.client = _mlflow_client(uri)
-        from mlflow.entities import Param
+        Param = _mlflow("mlflow.entities").Param
 
         exp = self.client.get_experiment_by_name(m.EXPERIMENT)
         if exp is None:
@@ -135,7 +134,7 @@ class MLflowWriter(EventWriter):
         """Log every scalar put into the event storage since the last write, at its iteration."""
         import time
 
-        from mlflow.entities import Metric
+        Metric = _mlflow("mlflow.entities").Metric
 
         storage = get_event_storage()
         now = int(time.time() * 1000)
