@@ -43,7 +43,7 @@ from detectron2.utils import comm
 
 from ..fileio import json_safe, read_json, write_json_atomic, write_text_atomic
 from . import metrics as M
-from .build import EVALUATOR_REGISTRY
+from .build import EVALUATOR_REGISTRY, configured_evaluator
 from .config import eval_kwargs_from_cfg
 
 from .medical import nanmean_rows
@@ -536,6 +536,7 @@ def evaluate_classification_files(
 
 
 @EVALUATOR_REGISTRY.register_as("cxr_cls")
-def build_classification_evaluator(dataset_name: str, cfg, output_dir: str | None):
-    """``evaluator_type="cxr_cls"`` -> :class:`CXRClassificationEvaluator` from ``cfg.CXR.EVAL``."""
-    return CXRClassificationEvaluator(cfg, dataset_name, output_dir)
+def build_classification_evaluator(dataset_name: str, cfg, output_dir: str | None, **options):
+    """``evaluator_type="cxr_cls"`` -> :class:`CXRClassificationEvaluator` from ``cfg.CXR.EVAL``,
+    ``options`` (its ``from_config`` keys) replacing the config's values."""
+    return configured_evaluator(CXRClassificationEvaluator, cfg, dataset_name, output_dir, options)

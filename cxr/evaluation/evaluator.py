@@ -12,7 +12,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
-from .build import EVALUATOR_REGISTRY
+from .build import EVALUATOR_REGISTRY, configured_evaluator
 from .config import eval_kwargs_from_cfg
 from .medical import MedicalResult, compute_medical_metrics, flat_results
 from .operating_points import load_thresholds
@@ -218,6 +218,7 @@ class CXREvaluator(DatasetEvaluator):
 
 
 @EVALUATOR_REGISTRY.register_as("cxr")
-def build_cxr_evaluator(dataset_name: str, cfg, output_dir: str | None) -> CXREvaluator:
-    """The registry entry for ``evaluator_type="cxr"``: a :class:`CXREvaluator` from ``cfg``."""
-    return CXREvaluator(cfg, dataset_name, output_dir)
+def build_cxr_evaluator(dataset_name: str, cfg, output_dir: str | None, **options) -> CXREvaluator:
+    """The registry entry for ``evaluator_type="cxr"``: a :class:`CXREvaluator` from ``cfg``,
+    ``options`` (its ``from_config`` keys) replacing the config's values."""
+    return configured_evaluator(CXREvaluator, cfg, dataset_name, output_dir, options)
