@@ -5,7 +5,7 @@ Rules (fractions 0-1; undefined values NaN, written as null):
 
 - Per class: AUROC and TP/FP/TN/FN, sensitivity, specificity, PPV, NPV, F1 at the class's
   operating point, by the detection evaluator's image-level code
-  (:func:`cxr.evaluation.metrics.image_level_metrics`: score >= threshold is positive; AUROC by
+  (:func:`cxr.evaluation.metrics.image_level.image_level_metrics`: score >= threshold is positive; AUROC by
   Mann-Whitney with ties 1/2). Average precision (AP) = sum over distinct score thresholds,
   descending, of (recall step) x precision, no interpolation (scikit-learn's definition).
 - Macro = mean over classes with both positives and negatives; micro = the metric of all
@@ -15,7 +15,7 @@ Rules (fractions 0-1; undefined values NaN, written as null):
   sensitivity, :func:`~cxr.evaluation.operating_points.select_thresholds`) go to
   ``thresholds.json``, as for the detector.
 - 95% CIs: percentile bootstrap resampling patients (images without a patient id), seeded
-  (:func:`~cxr.evaluation.metrics.bootstrap_weights`).
+  (:func:`~cxr.evaluation.metrics.bootstrap.bootstrap_weights`).
 
 The evaluator writes ``metrics.json``, ``per_class.csv``, ``thresholds.json``,
 ``predictions.json`` (re-scorable by ``tools/eval.py --dataset D --predictions F``) and the
@@ -42,7 +42,8 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
 from ..fileio import json_safe, read_json, write_json_atomic, write_text_atomic
-from . import metrics as M
+from .metrics.bootstrap import bootstrap_weights, percentile_ci
+from .metrics.image_level import auroc, image_level_metrics, roc_curve
 from .build import EVALUATOR_REGISTRY, configured_evaluator
 from .config import eval_kwargs_from_cfg
 
@@ -115,7 +116,7 @@ def _per_class(scores, labels, thr, W) -> dict[str, np.ndarray]:
     """(B, C) arrays per key: image-level counts/rates + AUROC + AP of every class."""
     cols = []
     for c in range(scores.shape[1]):
-        d = M.image_level_metrics(scores[:, c], labels[:, c], thr[c], W)
+        d = image_level_metrics(scores[:, c], labels[:, c], thr[c], W)
         d["ap"] = average_precision(scores[:, c], labels[:, c], W)
         cols.append(d)
     return {k: np.stack([d[k] for d in cols], 1) for k in cols[0]}
@@ -124,7 +125,7 @@ def _per_class(scores, labels, thr, W) -> dict[str, np.ndarray]:
 def _micro(scores, labels, W) -> dict[str, np.ndarray]:
     Wc = np.repeat(W, scores.shape[1], axis=1)  # (image, class) pairs, image-major like ravel()
     return {
-        "auroc": M.auroc(scores.ravel(), labels.ravel(), Wc),
+        "auroc": auroc(scores.ravel(), labels.ravel(), Wc),
         "ap": average_precision(scores.ravel(), labels.ravel(), Wc),
     }
 
@@ -146,15 +147,15 @@ def _bootstrap_ci(
     """Percentile 95% CIs of the per-class, macro and micro metrics over ``bootstrap`` seeded
     resamples of patients (images when ``patient_ids`` is None)."""
     units = patient_ids if patient_ids is not None else np.arange(len(scores))
-    W = M.bootstrap_weights(units, bootstrap, seed)
+    W = bootstrap_weights(units, bootstrap, seed)
     bper = _per_class(scores, labels, thr, W)
     ci = {}
     for c, n in enumerate(class_names):
         for k in CI_KEYS:
-            ci[f"per_class.{n}.{k}"] = M.percentile_ci(bper[k][:, c]).tolist()
+            ci[f"per_class.{n}.{k}"] = percentile_ci(bper[k][:, c]).tolist()
     for g, d in (("macro", _macro(bper)), ("micro", _micro(scores, labels, W))):
         for k, v in d.items():
-            ci[f"{g}.{k}"] = M.percentile_ci(v).tolist()
+            ci[f"{g}.{k}"] = percentile_ci(v).tolist()
     return ci
 
 
@@ -270,15 +271,13 @@ def format_classification_table(res: ClassificationResult, class_names: Sequence
 
 def write_roc_curves(res: ClassificationResult, class_names: Sequence[str], path: str) -> None:
     """Per-class ROC curves (sensitivity vs 1 - specificity) with AUROC in the legend."""
-    from sklearn.metrics import roc_curve
-
     fig = new_figure()
     ax = fig.add_subplot(111)
     for c, n in enumerate(class_names):
         y = res.labels[:, c]
         if y.all() or not y.any():
             continue
-        fpr, tpr, _ = roc_curve(y, res.scores[:, c])
+        fpr, tpr = roc_curve(res.scores[:, c], y)
         ax.plot(fpr, tpr, label=f"{n} {res.metrics['per_class'][n]['auroc']:.3f}")
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set_xlabel("1 - specificity")

@@ -25,7 +25,7 @@ import numpy as np
 from ..fileio import write_text_atomic
 from .gallery import GT_COLOR, PRED_COLOR, ClassCases, case_thumbnail, operating_point_cases
 from .medical import MedicalResult
-from .metrics import DetectionSet
+from .records import DetectionSet
 from .report import PLOTS, per_class_rows, write_plots
 
 __all__ = ["write_html_report", "render_html_report"]

@@ -16,7 +16,9 @@ from typing import Sequence
 
 import numpy as np
 
-from . import metrics as M
+from .metrics.ap import COCO_RECALL_THRESHOLDS
+from .metrics.froc import froc_curve
+from .metrics.image_level import IMAGE_LEVEL_KEYS, roc_curve
 from .medical import MedicalResult, flat_results
 from ..fileio import json_safe, write_bytes_atomic, write_json_atomic, write_text_atomic
 from .operating_points import save_thresholds
@@ -57,7 +59,7 @@ def per_class_rows(res: MedicalResult, class_names: Sequence[str]) -> list[dict]
             "voc_ap40": m["voc_ap40"][n],
             "froc_cpm": m["froc"]["per_class"][n]["cpm"],
         }
-        row.update({k: il[k] for k in ("threshold",) + M.IMAGE_LEVEL_KEYS})
+        row.update({k: il[k] for k in ("threshold",) + IMAGE_LEVEL_KEYS})
         for k in ("sensitivity", "specificity", "auroc"):
             lo, hi = ci.get(f"image_level.per_class.{n}.{k}", [float("nan")] * 2)
             row[f"{k}_ci_low"], row[f"{k}_ci_high"] = lo, hi
@@ -73,7 +75,7 @@ def per_class_rows(res: MedicalResult, class_names: Sequence[str]) -> list[dict]
         "froc_cpm": m["froc"]["cpm"],
         "threshold": float("nan"),
     }
-    row.update({k: il[k] for k in M.IMAGE_LEVEL_KEYS})
+    row.update({k: il[k] for k in IMAGE_LEVEL_KEYS})
     for k in ("sensitivity", "specificity", "auroc"):
         lo, hi = ci.get(f"image_level.any_finding.{k}", [float("nan")] * 2)
         row[f"{k}_ci_low"], row[f"{k}_ci_high"] = lo, hi
@@ -154,7 +156,7 @@ def _pr_figure(res: MedicalResult, class_names: Sequence[str]):
     for c, n in enumerate(class_names):
         p = prec[0, :, c, 0]
         if (p > -1).any():
-            ax.plot(M.COCO_RECALL_THRESHOLDS, p, label=f"{n} (AP50 {100 * np.mean(p):.1f})")
+            ax.plot(COCO_RECALL_THRESHOLDS, p, label=f"{n} (AP50 {100 * np.mean(p):.1f})")
     ax.set(
         xlabel="recall",
         ylabel="precision",
@@ -180,12 +182,12 @@ def _froc_figure(res: MedicalResult, class_names: Sequence[str]):
     n_img = res.metrics["num_images"]
     fig = new_figure()
     ax = fig.add_subplot(111)
-    x, y = M.froc_curve(res.froc, n_img)
+    x, y = froc_curve(res.froc, n_img)
     cpm = res.metrics["froc"]["cpm"]
     label = f"all (CPM {100 * cpm:.1f})" if not math.isnan(cpm) else "all"
     ax.step(x, y, where="post", lw=2, color="k", label=label)
     for c, n in enumerate(class_names):
-        x, y = M.froc_curve(res.froc, n_img, c)
+        x, y = froc_curve(res.froc, n_img, c)
         if not np.isnan(y[1:]).all() or len(y) == 1:
             ax.step(x, y, where="post", lw=1, label=n)
     pts = res.metrics["froc"]["fps_per_image"]
@@ -200,14 +202,6 @@ def _froc_figure(res: MedicalResult, class_names: Sequence[str]):
     )
     ax.legend(fontsize=7, loc="upper left")
     return fig
-
-
-def _roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[list, list]:
-    """``(fpr, tpr)`` at every observed score (positive when score >= threshold)."""
-    cand = np.r_[np.inf, np.unique(scores)[::-1]]
-    tpr = [(scores[labels] >= t).mean() for t in cand]
-    fpr = [(scores[~labels] >= t).mean() for t in cand]
-    return fpr, tpr
 
 
 def _roc_figure(res: MedicalResult, class_names: Sequence[str]):
@@ -225,7 +219,7 @@ def _roc_figure(res: MedicalResult, class_names: Sequence[str]):
     for s, y, au, name, lw in curves:
         if y.all() or not y.any():
             continue
-        fpr, tpr = _roc_curve(s, y)
+        fpr, tpr = roc_curve(s, y)
         ax.plot(fpr, tpr, lw=lw, label=f"{name} (AUROC {au:.3f})")
     ax.plot([0, 1], [0, 1], ":", color="gray")
     ax.set(
@@ -321,7 +315,7 @@ def write_report(
     Args:
         html: keywords of :func:`~cxr.evaluation.html_report.render_html_report` after
             ``res`` and ``class_names``: at least ``ds`` (the evaluated
-            :class:`~cxr.evaluation.metrics.DetectionSet`) and ``file_names`` (one per image).
+            :class:`~cxr.evaluation.records.DetectionSet`) and ``file_names`` (one per image).
 
     Returns:
         the written paths.
@@ -386,7 +380,7 @@ def write_pr_curves_tensorboard(
     IoU 0.5 over the 101 recall points. ``writer`` is a ``torch.utils.tensorboard.SummaryWriter``.
     """
     prec = res.coco["precision"]
-    rc = M.COCO_RECALL_THRESHOLDS
+    rc = COCO_RECALL_THRESHOLDS
     for c, n in enumerate(class_names):
         p = prec[0, :, c, 0]
         if not (p > -1).any():
