@@ -31,12 +31,8 @@ from ..evaluation.build import build_evaluator
 from ..evaluation.config import eval_kwargs_from_cfg
 from ..evaluation.medical import MedicalResult, compute_medical_metrics, flat_results
 from ..evaluation.operating_points import load_thresholds
-from ..evaluation.report import (
-    format_table,
-    write_csv,
-    write_pr_curves_tensorboard,
-    write_report,
-)
+from ..evaluation.report import write_pr_curves_tensorboard, write_report
+from ..evaluation.tables import format_table, write_csv
 from ..fileio import write_json_atomic, write_png_atomic
 from .coco_json import coco_file_names, load_coco_files
 from .model import load_inference_model, weights_digest

@@ -82,7 +82,7 @@ def _eval_files_mode(args) -> MedicalResult:
 def _eval_classification_files(args):
     """Files mode of a classifier: ``--predictions`` (a classifier's predictions.json) scored
     against the labels of the registered classification set ``--dataset``."""
-    from ..evaluation.classification import evaluate_classification_files
+    from ..evaluation.classification.evaluator import evaluate_classification_files
 
     if not args.dataset or args.checkpoint or args.config_file:
         raise SystemExit("--predictions goes with --dataset (a registered classification set) only")

@@ -3,4 +3,4 @@
 from .build import EVALUATOR_REGISTRY, build_evaluator  # noqa: F401
 from .evaluator import CXREvaluator  # noqa: F401
 from .operating_points import load_thresholds, save_thresholds, select_thresholds  # noqa: F401
-from .classification import CXRClassificationEvaluator  # noqa: F401
+from .classification.evaluator import CXRClassificationEvaluator  # noqa: F401

@@ -17,7 +17,8 @@ from .config import eval_kwargs_from_cfg
 from .medical import MedicalResult, compute_medical_metrics, flat_results
 from .operating_points import load_thresholds
 from .records import coco_category_ids, dataset_to_detection_set
-from .report import format_table, log_to_event_storage, write_report
+from .report import log_to_event_storage, write_report
+from .tables import format_table
 
 __all__ = ["CXREvaluator", "dataset_to_detection_set"]  # the builder lives in .records
 
