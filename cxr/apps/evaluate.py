@@ -27,6 +27,7 @@ import torch
 from detectron2.data import MetadataCatalog
 from tqdm import tqdm
 
+from ..engine.inference import load_inference_model, weights_digest
 from ..evaluation.build import build_evaluator
 from ..evaluation.config import eval_kwargs_from_cfg
 from ..evaluation.medical import MedicalResult, compute_medical_metrics, flat_results
@@ -35,7 +36,6 @@ from ..evaluation.report import write_pr_curves_tensorboard, write_report
 from ..evaluation.tables import format_table, write_csv
 from ..fileio import write_json_atomic, write_png_atomic
 from .coco_json import coco_file_names, load_coco_files
-from .model import load_inference_model, weights_digest
 from .paths import check_output_dir, input_not_found
 
 __all__ = [
@@ -290,14 +290,14 @@ def evaluate_checkpoints(
     ``output_dir/<checkpoint name>/``, plus ``checkpoints.csv`` (metrics vs iteration),
     ``best.json`` (the best checkpoint by ``best_metric``, higher is better) and TensorBoard
     scalars / PR curves in ``output_dir/tensorboard``. Checkpoints whose loaded weights are
-    identical (:func:`~cxr.apps.model.weights_digest`; e.g. ``model_best.pth`` and
+    identical (:func:`~cxr.engine.inference.weights_digest`; e.g. ``model_best.pth`` and
     ``model_final.pth`` of one run) are scored once: one row, the others named in its
     ``same_weights`` column.
 
     Args:
         evaluator_kwargs: options of the data set's evaluator replacing the config's
             (:func:`~cxr.evaluation.build_evaluator`; an unknown one raises ``ValueError``).
-        backend: inference backend (:func:`~cxr.apps.model.load_inference_model`).
+        backend: inference backend (:func:`~cxr.engine.inference.load_inference_model`).
 
     Returns:
         ``{"checkpoints": [{"checkpoint", "iteration", "same_weights", <summary metrics>}],

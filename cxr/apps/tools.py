@@ -14,12 +14,12 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from ..config import get_cfg
 from ..engine.defaults import setup_config, setup_logging
+from ..engine.inference import load_inference_model
 from ..evaluation.config import eval_kwargs_from_cfg
 from ..evaluation.medical import MedicalResult
 from ..evaluation.operating_points import load_thresholds
 from .coco_json import export_coco
 from .evaluate import evaluate_checkpoints, evaluate_files, resolved_eval_kwargs
-from .model import load_inference_model
 from .paths import check_output_dir, check_predict_output
 from .predictor import XrayPredictor, class_names_from_cfg, predict_files
 
