@@ -280,7 +280,7 @@ def equivalence(dataset: str, max_images: int) -> dict:
     from detectron2.data import DatasetCatalog
     from detectron2.modeling import build_model
 
-    from cxr.apps.model import load_torch_model
+    from cxr.engine.inference import load_torch_model
     from cxr.config import load_config
     from cxr.data.io import read_xray
     from cxr.engine.defaults import setup_config

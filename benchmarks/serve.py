@@ -185,7 +185,7 @@ def load_run(url: str, body: bytes, content_type: str, clients: int, requests: i
 
 def _export_demo(folder: str, size: int) -> str:
     """The demo RetinaNet with its shipped weights (its own 224 px; ``size`` unused)."""
-    from cxr.apps.model import load_torch_model
+    from cxr.engine.inference import load_torch_model
     from cxr.config import load_config
     from cxr.export.exporter import export_model
 

@@ -1,8 +1,11 @@
 """cxr's configuration: new keys on top of detectron2's defaults, and safe-only YAML loading.
 
 ``add_cxr_config(cfg)`` adds every key cxr reads, like detectron2's ``add_pointrend_config``.
-The keys are declared next to the code that reads them, each with a comment; this module
-composes them. The files:
+The keys are declared next to the code that reads them, each with a comment, by functions
+registered in :data:`CONFIG_REGISTRY` (each area's ``config.py`` / ``*_config.py``, imported
+with its package by ``import cxr``); this module calls them all, so it imports no area.
+
+The files:
 
 - ``cxr/data/config.py``: ``INPUT.MAPPER``, ``INPUT.ALBUMENTATIONS``,
   ``DATALOADER.SKIP_BAD_IMAGES``;
@@ -22,6 +25,7 @@ detectron2's ``CfgNode.load_yaml_with_base`` falls back to ``yaml.unsafe_load`` 
 ``_BASE_`` files included, with ``yaml.safe_load`` only and refuses anything else with
 :class:`UnsafeConfigError` before any of it is constructed.
 """
+
 from __future__ import annotations
 
 import os
@@ -31,7 +35,16 @@ import yaml
 from detectron2.config import CfgNode as _D2CfgNode
 from detectron2.config import get_cfg as _d2_get_cfg
 
-__all__ = ["CfgNode", "UnsafeConfigError", "add_cxr_config", "get_cfg", "load_config"]
+from .registry import NamedRegistry
+
+__all__ = [
+    "CONFIG_REGISTRY",
+    "CfgNode",
+    "UnsafeConfigError",
+    "add_cxr_config",
+    "get_cfg",
+    "load_config",
+]
 
 BASE_KEY = "_BASE_"
 
@@ -69,7 +82,9 @@ def _safe_load_with_base(filename: str, _chain: tuple[str, ...] = ()) -> dict:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise UnsafeConfigError(f"{filename}: top level must be a mapping, got {type(data).__name__}")
+        raise UnsafeConfigError(
+            f"{filename}: top level must be a mapping, got {type(data).__name__}"
+        )
     if BASE_KEY in data:
         base = data.pop(BASE_KEY)
         if not isinstance(base, str):
@@ -94,32 +109,22 @@ class CfgNode(_D2CfgNode):
         super().merge_from_file(cfg_filename, allow_unsafe=False)
 
 
-def add_cxr_config(cfg: _D2CfgNode) -> None:
-    """Add every cxr key to ``cfg`` in place (idempotent). See each area's ``config.py``."""
-    from .data.config import add_data_config
-    from .data.mix_config import add_mix_config
-    from .engine.config import add_engine_config
-    from .engine.mlflow_config import add_mlflow_config
-    from .engine.swa_config import add_swa_config
-    from .evaluation.config import add_evaluation_config
-    from .modeling.classifier_config import add_classifier_config
-    from .modeling.config import add_modeling_config
-    from .modeling.tta_config import add_tta_config
+CONFIG_REGISTRY = NamedRegistry("CXR_CONFIG")
+CONFIG_REGISTRY.__doc__ = """
+Functions ``add_<name>_config(cfg)`` adding one area's keys in place, by name; each adds keys
+no other one adds, so their order does not matter (they run sorted by name).
+"""
 
+
+def add_cxr_config(cfg: _D2CfgNode) -> None:
+    """Add every cxr key to ``cfg`` in place (idempotent): each :data:`CONFIG_REGISTRY` entry."""
     if cfg.get("CXR") is not None and cfg.CXR.get("_ADDED", False):
         return
     cfg.CXR = _D2CfgNode()
     # Internal marker so that add_cxr_config can be called twice.
     cfg.CXR._ADDED = True
-    add_data_config(cfg)
-    add_mix_config(cfg)
-    add_modeling_config(cfg)
-    add_classifier_config(cfg)
-    add_evaluation_config(cfg)
-    add_engine_config(cfg)
-    add_tta_config(cfg)
-    add_swa_config(cfg)
-    add_mlflow_config(cfg)
+    for name in CONFIG_REGISTRY.names():
+        CONFIG_REGISTRY.get(name)(cfg)
 
 
 def get_cfg() -> CfgNode:

@@ -19,7 +19,7 @@ from typing import Sequence
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
-from ..evaluation.metrics import DetectionSet
+from ..evaluation.records import DetectionSet
 from ..evaluation.records import coco_category_ids, dataset_to_detection_set
 from ..fileio import read_json, write_text_atomic
 

@@ -3,7 +3,8 @@ checkpoints.
 
 - files: :func:`evaluate_files` scores any model's COCO results against a COCO GT file.
 - checkpoints: :func:`evaluate_checkpoints` builds the model of a config, loads each checkpoint,
-  runs inference on a data set and evaluates it with :class:`~cxr.evaluation.CXREvaluator`;
+  runs inference on a data set and evaluates it with the data set's evaluator
+  (:func:`~cxr.evaluation.build_evaluator`, as ``train_net --eval-only`` does);
   checkpoints holding the same weights are scored once. With several, it writes a
   metric-vs-iteration table and TensorBoard curves and names the best.
 
@@ -23,22 +24,18 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from detectron2.data import MetadataCatalog
 from tqdm import tqdm
 
-from ..evaluation import CXREvaluator
-from ..evaluation.classification import CXRClassificationEvaluator
+from ..engine.inference import load_inference_model, weights_digest
+from ..evaluation.build import build_evaluator
 from ..evaluation.config import eval_kwargs_from_cfg
 from ..evaluation.medical import MedicalResult, compute_medical_metrics, flat_results
 from ..evaluation.operating_points import load_thresholds
-from ..evaluation.report import (
-    format_table,
-    write_csv,
-    write_pr_curves_tensorboard,
-    write_report,
-)
+from ..evaluation.report import write_pr_curves_tensorboard, write_report
+from ..evaluation.tables import format_table, write_csv
 from ..fileio import write_json_atomic, write_png_atomic
 from .coco_json import coco_file_names, load_coco_files
-from .model import load_inference_model, weights_digest
 from .paths import check_output_dir, input_not_found
 
 __all__ = [
@@ -177,36 +174,27 @@ def _report_dir(output_dir: str, path: str, several: bool) -> str:
 
 
 def _evaluate_model(cfg, model, dataset_name: str, report_dir: str, evaluator_kwargs: dict):
-    """Inference of ``model`` on ``dataset_name`` + the dataset's evaluator into ``report_dir``.
+    """Inference of ``model`` on ``dataset_name``, scored by the data set's evaluator
+    (:func:`~cxr.evaluation.build_evaluator`, the one ``train_net --eval-only`` and training
+    use) into ``report_dir``.
 
     Returns:
-        ``(flat metrics, MedicalResult or None (classification), class names)``.
+        ``(flat metrics, MedicalResult or None (not the detection evaluator), class names)``.
     """
     from detectron2.evaluation import inference_on_dataset
 
     from ..engine import Trainer
 
-    ev = _dataset_evaluator(cfg, dataset_name, report_dir, evaluator_kwargs)
+    ev = build_evaluator(cfg, dataset_name, report_dir, **(evaluator_kwargs or {}))
     with torch.no_grad():
         res = inference_on_dataset(model, Trainer.build_test_loader(cfg, dataset_name), ev)
-    flat = res.get("cxr", res.get("cls", {}))
-    result = ev.last_result if isinstance(ev.last_result, MedicalResult) else None
-    return flat, result, ev.class_names
-
-
-def _dataset_evaluator(cfg, dataset_name: str, report_dir: str, evaluator_kwargs: dict | None):
-    """:class:`CXREvaluator`, or :class:`CXRClassificationEvaluator` for a dataset whose
-    ``evaluator_type`` is ``cxr_cls``, with the overrides its ``__init__`` accepts."""
-    import inspect
-
-    from detectron2.data import MetadataCatalog
-
-    kind = MetadataCatalog.get(dataset_name).get("evaluator_type", "cxr")
-    cls = CXRClassificationEvaluator if kind == "cxr_cls" else CXREvaluator
-    kw = dict(cls.from_config(cfg, dataset_name, report_dir))
-    accepted = inspect.signature(cls.__init__).parameters
-    kw.update({k: v for k, v in (evaluator_kwargs or {}).items() if k in accepted})
-    return cls(**kw)
+    flat = next(iter(res.values()), {}) if len(res) == 1 else res
+    last = getattr(ev, "last_result", None)
+    result = last if isinstance(last, MedicalResult) else None
+    names = getattr(ev, "class_names", None)
+    if names is None:
+        names = list(MetadataCatalog.get(dataset_name).thing_classes)
+    return flat, result, names
 
 
 def write_gradcam_images(cfg, model, dataset_name: str, out_dir: str, evaluator_kwargs=None):
@@ -302,20 +290,22 @@ def evaluate_checkpoints(
     ``output_dir/<checkpoint name>/``, plus ``checkpoints.csv`` (metrics vs iteration),
     ``best.json`` (the best checkpoint by ``best_metric``, higher is better) and TensorBoard
     scalars / PR curves in ``output_dir/tensorboard``. Checkpoints whose loaded weights are
-    identical (:func:`~cxr.apps.model.weights_digest`; e.g. ``model_best.pth`` and
+    identical (:func:`~cxr.engine.inference.weights_digest`; e.g. ``model_best.pth`` and
     ``model_final.pth`` of one run) are scored once: one row, the others named in its
     ``same_weights`` column.
 
     Args:
-        evaluator_kwargs: :class:`CXREvaluator` keywords replacing the config's.
-        backend: inference backend (:func:`~cxr.apps.model.load_inference_model`).
+        evaluator_kwargs: options of the data set's evaluator replacing the config's
+            (:func:`~cxr.evaluation.build_evaluator`; an unknown one raises ``ValueError``).
+        backend: inference backend (:func:`~cxr.engine.inference.load_inference_model`).
 
     Returns:
-        ``{"checkpoints": [{"checkpoint", "iteration", "same_weights", <metrics>}], "best"}``.
+        ``{"checkpoints": [{"checkpoint", "iteration", "same_weights", <summary metrics>}],
+        "best", "metrics": [every metric the evaluator returned, per row]}``.
     """
     ckpts = find_checkpoints(checkpoints)
     check_output_dir(output_dir, list(ckpts))
-    rows, tb_results, seen = [], [], {}
+    rows, tb_results, seen, metrics = [], [], {}, []
     names = None
     bar = tqdm(ckpts, desc="checkpoints", unit="ckpt", disable=None if len(ckpts) > 1 else True)
     for i, path in enumerate(bar):
@@ -333,6 +323,7 @@ def evaluate_checkpoints(
         write_gradcam_images(cfg, model, dataset_name, os.path.join(sub, "gradcam"),
                              evaluator_kwargs)  # fmt: skip
         rows.append(_summary_row(path, step, flat))
+        metrics.append(flat)
         seen[digest] = rows[-1]
         if result is not None:
             tb_results.append((step, result))
@@ -352,7 +343,7 @@ def evaluate_checkpoints(
         logger.info(
             "Best checkpoint by %s: %s (%.4f)", best_metric, best["checkpoint"], best[best_metric]
         )
-    return {"checkpoints": rows, "best": best}
+    return {"checkpoints": rows, "best": best, "metrics": metrics}
 
 
 def evaluation_overrides(args) -> dict:

@@ -24,8 +24,8 @@ from cxr_runtime.predict import IMAGE_EXTENSIONS, PredictedImage, iter_image_fil
 from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultPredictor
 
+from ..engine.inference import load_inference_model
 from ..evaluation.operating_points import class_thresholds, positive_findings
-from .model import load_inference_model
 from .paths import check_predict_output
 
 __all__ = [
@@ -49,7 +49,7 @@ class XrayPredictor(DefaultPredictor):
 
     ``DefaultPredictor.__init__`` is not called: it would load ``MODEL.WEIGHTS`` with
     detectron2's pickle-capable checkpointer and ignore EMA weights; this sets the same
-    attributes with :func:`~cxr.apps.model.load_inference_model` and reuses its ``__call__``
+    attributes with :func:`~cxr.engine.inference.load_inference_model` and reuses its ``__call__``
     (flip for RGB models, ``ResizeShortestEdge(INPUT.MIN_SIZE_TEST, INPUT.MAX_SIZE_TEST)``).
 
     Args:
@@ -81,7 +81,7 @@ class InstancesPredictor:
         self.predictor = predictor
 
     def __call__(self, image: np.ndarray) -> Detections:
-        from ..export.backends import instances_to_detections
+        from ..engine.inference import instances_to_detections
 
         return instances_to_detections(self.predictor(image)["instances"])
 

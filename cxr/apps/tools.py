@@ -14,12 +14,12 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from ..config import get_cfg
 from ..engine.defaults import setup_config, setup_logging
+from ..engine.inference import load_inference_model
 from ..evaluation.config import eval_kwargs_from_cfg
 from ..evaluation.medical import MedicalResult
 from ..evaluation.operating_points import load_thresholds
 from .coco_json import export_coco
 from .evaluate import evaluate_checkpoints, evaluate_files, resolved_eval_kwargs
-from .model import load_inference_model
 from .paths import check_output_dir, check_predict_output
 from .predictor import XrayPredictor, class_names_from_cfg, predict_files
 
@@ -82,7 +82,7 @@ def _eval_files_mode(args) -> MedicalResult:
 def _eval_classification_files(args):
     """Files mode of a classifier: ``--predictions`` (a classifier's predictions.json) scored
     against the labels of the registered classification set ``--dataset``."""
-    from ..evaluation.classification import evaluate_classification_files
+    from ..evaluation.classification.evaluator import evaluate_classification_files
 
     if not args.dataset or args.checkpoint or args.config_file:
         raise SystemExit("--predictions goes with --dataset (a registered classification set) only")
@@ -140,22 +140,37 @@ def run_eval(args) -> dict | MedicalResult:
         opts += ["CXR.VIS.GRADCAM_IMAGES", str(args.gradcam)]
     cfg = setup_config(args.config_file, opts, output_dir=args.output)
     dataset = _eval_dataset(args, cfg)
-    kw = resolved_eval_kwargs(cfg, args)
-    ev_kw = {k: kw[k] for k in ("cm_threshold", "bootstrap", "seed")}
-    ev_kw["plots"] = not args.no_plots
-    if args.gallery_size is not None:
-        ev_kw["gallery_size"] = args.gallery_size
-    if kw["thresholds"] is not None:
-        ev_kw["thresholds"] = kw["thresholds"]
     return evaluate_checkpoints(
-        cfg,
+        _with_eval_flags(cfg, args),
         args.checkpoint,
         dataset,
         args.output,
         best_metric=args.best_metric,
-        evaluator_kwargs=ev_kw,
         backend=args.backend,
     )
+
+
+def _with_eval_flags(cfg, args):
+    """``cfg`` with ``tools/eval.py``'s evaluation flags written into ``cfg.CXR.EVAL`` (unset
+    flags keep the config's values), so that the data set's evaluator is built from the config
+    exactly as ``train_net --eval-only`` builds it."""
+    flags = {
+        "CM_THRESHOLD": None if args.cm_threshold is None else float(args.cm_threshold),
+        "THRESHOLDS_FILE": args.thresholds or None,
+        "BOOTSTRAP": args.bootstrap,
+        "BOOTSTRAP_SEED": args.seed,
+        "PLOTS": False if args.no_plots else None,
+        "GALLERY_SIZE": args.gallery_size,
+    }
+    if flags["THRESHOLDS_FILE"]:
+        load_thresholds(flags["THRESHOLDS_FILE"])  # a bad file fails before any inference
+    cfg = cfg.clone()
+    cfg.defrost()
+    for key, value in flags.items():
+        if value is not None:
+            setattr(cfg.CXR.EVAL, key, value)
+    cfg.freeze()
+    return cfg
 
 
 def _check_exported_class_names(model, names: list[str], args) -> None:

@@ -2,6 +2,7 @@
 
 import os as _os
 
+from . import config, mix_config  # noqa: F401  (register their config keys)
 from .build import MAPPER_REGISTRY, build_mapper  # noqa: F401
 from .io import ImageReadError, read_xray, read_xray_size  # noqa: F401
 from . import mapper  # noqa: F401  (registers AlbumentationsMapper)

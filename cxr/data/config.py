@@ -2,7 +2,10 @@
 
 from detectron2.config import CfgNode as CN
 
+from ..config import CONFIG_REGISTRY
 
+
+@CONFIG_REGISTRY.register_as("data")
 def add_data_config(cfg) -> None:
     """Add the :mod:`cxr.data` keys to ``cfg`` in place."""
     # Per-image dataset mapper, chosen by name from cxr.data.MAPPER_REGISTRY. AlbumentationsMapper

@@ -2,7 +2,10 @@
 
 from detectron2.config import CfgNode as CN
 
+from ..config import CONFIG_REGISTRY
 
+
+@CONFIG_REGISTRY.register_as("mix")
 def add_mix_config(cfg) -> None:
     """Add ``INPUT.MIX`` to ``cfg`` in place."""
     cfg.INPUT.MIX = CN()

@@ -48,8 +48,11 @@ __all__ = [
     "CONTRAST_RANGE",
     "LESION_RENDERERS",
     "NIH_SIZE",
+    "cached_manifest",
     "generate_phantom_dataset",
+    "render_images",
     "render_phantom",
+    "write_data_entry",
 ]
 
 logger = logging.getLogger(__name__)
@@ -361,10 +364,13 @@ def read_boxes(bbox_csv: str) -> pd.DataFrame:
     return df
 
 
-def _cached_manifest(output_dir: str, key: dict, force: bool) -> tuple[dict | None, bool]:
-    """(the manifest in ``output_dir`` or None, whether it matches ``key`` with every image
-    present, i.e. the folder is up to date)."""
-    manifest_path = os.path.join(output_dir, MANIFEST)
+def cached_manifest(
+    output_dir: str, key: dict, force: bool, manifest: str = MANIFEST
+) -> tuple[dict | None, bool]:
+    """The render cache of a phantom folder: (the manifest ``output_dir/<manifest>`` or None,
+    whether it matches ``key`` with every image present, i.e. the folder is up to date; never
+    with ``force``)."""
+    manifest_path = os.path.join(output_dir, manifest)
     if not os.path.isfile(manifest_path):
         return None, False
     with open(manifest_path) as f:
@@ -454,11 +460,11 @@ def _write_bbox_csv(path: str, boxes: pd.DataFrame, source: str, size: int) -> N
     write_text_atomic(path, "\n".join(lines) + "\n")
 
 
-def _write_data_entry(path: str, entry: pd.DataFrame, images: list[str], source: str, size: int):
-    """Data_Entry rows of ``images`` (in that order), original size set to ``size`` and pixel
-    spacing scaled so that the physical extent is kept; header copied from ``source``."""
-    rows = entry[entry.iloc[:, 0].isin(set(images))].copy()
-    rows = rows.set_index(rows.columns[0]).loc[images].reset_index()
+def write_data_entry(path: str, rows: pd.DataFrame, source: str, size: int) -> None:
+    """Data_Entry ``rows`` (the written images, in order) with the original size set to ``size``
+    and the pixel spacing scaled so that the physical extent is kept; header copied from
+    ``source``; written atomically."""
+    rows = rows.copy()
     ow, oh = rows.iloc[:, 7].astype(float), rows.iloc[:, 8].astype(float)
     sx, sy = rows.iloc[:, 9].astype(float), rows.iloc[:, 10].astype(float)
     rows.iloc[:, 7] = str(size)
@@ -467,6 +473,23 @@ def _write_data_entry(path: str, entry: pd.DataFrame, images: list[str], source:
     rows.iloc[:, 10] = [f"{v:.6f}" for v in sy * oh / size]
     body = rows.to_csv(header=False, index=False, lineterminator="\n")
     write_text_atomic(path, raw_first_line(source) + "\n" + body)
+
+
+def render_images(
+    output_dir: str, jobs: list[tuple], workers: int, manifest: str, desc: str = "phantom images"
+) -> None:
+    """Render ``jobs`` into ``output_dir/images`` after deleting a stale manifest (so that an
+    interrupted render is never taken as up to date), then delete the images of an earlier
+    render that ``jobs`` do not write."""
+    img_dir = os.path.join(output_dir, "images")
+    os.makedirs(img_dir, exist_ok=True)
+    if os.path.isfile(os.path.join(output_dir, manifest)):
+        os.remove(os.path.join(output_dir, manifest))
+    render_all(jobs, workers, desc)
+    keep = {os.path.basename(job[0]) for job in jobs}
+    for fname in os.listdir(img_dir):
+        if fname not in keep:
+            os.remove(os.path.join(img_dir, fname))
 
 
 def generate_phantom_dataset(
@@ -512,7 +535,7 @@ def generate_phantom_dataset(
     key = {"version": _VERSION, "size": int(size), "seed": int(seed),
            "num_negatives": int(num_negatives), "bbox_csv_sha256": sha256_file(bbox_csv),
            "data_entry_csv_sha256": sha256_file(data_entry_csv)}  # fmt: skip
-    old, up_to_date = _cached_manifest(output_dir, key, force)
+    old, up_to_date = cached_manifest(output_dir, key, force)
     if up_to_date:
         logger.info("Phantom set in %s is up to date (manifest matches): skipped", output_dir)
         return {**old, "skipped": True, "seconds": time.perf_counter() - t0}
@@ -522,19 +545,13 @@ def generate_phantom_dataset(
     entry = _read_data_entry(data_entry_csv, box_images)
     negatives = _select_negatives(entry, box_images, num_negatives, seed, data_entry_csv)
     all_images = box_images + negatives
-    os.makedirs(img_dir, exist_ok=True)
-    if old is not None:  # stale previous render: drop the manifest first, extra images after
-        os.remove(os.path.join(output_dir, MANIFEST))
-    render_all(render_jobs(all_images, boxes, img_dir, seed, size), workers)
-    keep = set(all_images)
-    for fname in os.listdir(img_dir):
-        if fname not in keep:
-            os.remove(os.path.join(img_dir, fname))
+    render_images(output_dir, render_jobs(all_images, boxes, img_dir, seed, size), workers, MANIFEST)
     _write_bbox_csv(os.path.join(output_dir, "BBox_List_2017.csv"), boxes, bbox_csv, size)
-    _write_data_entry(
-        os.path.join(output_dir, "Data_Entry_2017_v2020.csv"), entry, all_images,
-        data_entry_csv, size,
-    )  # fmt: skip
+    rows = entry[entry.iloc[:, 0].isin(set(all_images))]
+    rows = rows.set_index(rows.columns[0]).loc[all_images].reset_index()
+    write_data_entry(
+        os.path.join(output_dir, "Data_Entry_2017_v2020.csv"), rows, data_entry_csv, size
+    )
     manifest = {**key, "num_images": len(all_images), "num_box_images": len(box_images),
                 "num_boxes": int(len(boxes)), "contrast_range": list(CONTRAST_RANGE),
                 "noise_sigma_range": list(NOISE_SIGMA_RANGE)}  # fmt: skip

@@ -28,7 +28,14 @@ import pandas as pd
 
 from ..fileio import write_text_atomic
 from .datasets.nih_cls import PHANTOM_FINDINGS
-from .phantom import NIH_SIZE, raw_first_line, read_boxes, render_all, sha256_file
+from .phantom import (
+    NIH_SIZE,
+    cached_manifest,
+    read_boxes,
+    render_images,
+    sha256_file,
+    write_data_entry,
+)
 
 __all__ = ["CLS_MANIFEST", "generate_phantom_classification", "lesion_boxes"]
 
@@ -113,13 +120,9 @@ def generate_phantom_classification(
            "num_images": int(num_images), "bbox_csv_sha256": sha256_file(bbox_csv),
            "data_entry_csv_sha256": sha256_file(data_entry_csv)}  # fmt: skip
     img_dir = os.path.join(output_dir, "images")
-    manifest_path = os.path.join(output_dir, CLS_MANIFEST)
-    if not force and os.path.isfile(manifest_path):
-        with open(manifest_path, encoding="utf-8") as f:
-            old = json.load(f)
-        if {k: old.get(k) for k in key} == key and os.path.isdir(img_dir):
-            if len(os.listdir(img_dir)) >= num_images:
-                return {**old, "skipped": True, "seconds": time.perf_counter() - t0}
+    old, up_to_date = cached_manifest(output_dir, key, force, CLS_MANIFEST)
+    if up_to_date:
+        return {**old, "skipped": True, "seconds": time.perf_counter() - t0}
     boxes = read_boxes(bbox_csv)
     entry = pd.read_csv(data_entry_csv, dtype=str, keep_default_na=False)
     if entry.shape[1] < 11:
@@ -131,27 +134,15 @@ def generate_phantom_classification(
         rng = np.random.default_rng(np.random.SeedSequence([seed, _INDEX_BASE + i, 1]))
         b = lesion_boxes(f, boxes, size, rng)
         jobs.append((os.path.join(img_dir, name), _INDEX_BASE + i, int(seed), int(size), b))
-    os.makedirs(img_dir, exist_ok=True)
-    if os.path.isfile(manifest_path):
-        os.remove(manifest_path)  # stale: the manifest goes first, extra images after
-    render_all(jobs, workers, desc="phantom cls images")
-    keep = set(rows.iloc[:, 0])
-    for fname in os.listdir(img_dir):
-        if fname not in keep:
-            os.remove(os.path.join(img_dir, fname))
+    render_images(output_dir, jobs, workers, CLS_MANIFEST, desc="phantom cls images")
     rows.iloc[:, 1] = ["|".join(f) if f else "No Finding" for f in findings]
-    ow, oh = rows.iloc[:, 7].astype(float), rows.iloc[:, 8].astype(float)
-    rows.iloc[:, 9] = [f"{v:.6f}" for v in rows.iloc[:, 9].astype(float) * ow / size]
-    rows.iloc[:, 10] = [f"{v:.6f}" for v in rows.iloc[:, 10].astype(float) * oh / size]
-    rows.iloc[:, 7] = rows.iloc[:, 8] = str(size)
-    body = rows.to_csv(header=False, index=False, lineterminator="\n")
-    write_text_atomic(
-        os.path.join(output_dir, "Data_Entry_2017_v2020.csv"),
-        raw_first_line(data_entry_csv) + "\n" + body,
+    write_data_entry(
+        os.path.join(output_dir, "Data_Entry_2017_v2020.csv"), rows, data_entry_csv, size
     )
     counts = {c: sum(c in f for f in findings) for c in PHANTOM_FINDINGS}
     manifest = {**key, "positives": counts, "no_finding": sum(not f for f in findings)}
-    write_text_atomic(manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+    write_text_atomic(os.path.join(output_dir, CLS_MANIFEST), text)
     secs = time.perf_counter() - t0
     logger.info("Rendered %d phantom classification images (%d px) into %s in %.1f s",
                 num_images, size, output_dir, secs)  # fmt: skip

@@ -1,7 +1,10 @@
 """Config keys read by :mod:`cxr.engine`; each with a comment."""
 from detectron2.config import CfgNode as CN
 
+from ..config import CONFIG_REGISTRY
 
+
+@CONFIG_REGISTRY.register_as("engine")
 def add_engine_config(cfg) -> None:
     """Add the :mod:`cxr.engine` keys to ``cfg`` in place."""
     # Exponential moving average of the weights, used for evaluation and saved with checkpoints.

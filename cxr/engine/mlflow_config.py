@@ -2,7 +2,10 @@
 
 from detectron2.config import CfgNode as CN
 
+from ..config import CONFIG_REGISTRY
 
+
+@CONFIG_REGISTRY.register_as("mlflow")
 def add_mlflow_config(cfg) -> None:
     """Add ``CXR.MLFLOW`` to ``cfg`` in place."""
     cfg.CXR.MLFLOW = CN()

@@ -2,7 +2,10 @@
 
 from detectron2.config import CfgNode as CN
 
+from ..config import CONFIG_REGISTRY
 
+
+@CONFIG_REGISTRY.register_as("swa")
 def add_swa_config(cfg) -> None:
     """Add ``SOLVER.SWA`` to ``cfg`` in place."""
     cfg.SOLVER.SWA = CN()

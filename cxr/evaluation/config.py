@@ -2,7 +2,10 @@
 
 from detectron2.config import CfgNode as CN
 
+from ..config import CONFIG_REGISTRY
 
+
+@CONFIG_REGISTRY.register_as("evaluation")
 def add_evaluation_config(cfg) -> None:
     """Add the :mod:`cxr.evaluation` keys to ``cfg`` in place."""
     cfg.CXR.EVAL = CN()

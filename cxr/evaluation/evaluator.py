@@ -12,13 +12,14 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
-from .build import EVALUATOR_REGISTRY
+from .build import EVALUATOR_REGISTRY, configured_evaluator
 from .config import eval_kwargs_from_cfg
 from .frames import to_original_frame
 from .medical import MedicalResult, compute_medical_metrics, flat_results
 from .operating_points import load_thresholds
 from .records import coco_category_ids, dataset_to_detection_set
-from .report import format_table, log_to_event_storage, write_report
+from .report import log_to_event_storage, write_report
+from .tables import format_table
 
 __all__ = ["CXREvaluator", "dataset_to_detection_set"]  # the builder lives in .records
 
@@ -223,6 +224,7 @@ class CXREvaluator(DatasetEvaluator):
 
 
 @EVALUATOR_REGISTRY.register_as("cxr")
-def build_cxr_evaluator(dataset_name: str, cfg, output_dir: str | None) -> CXREvaluator:
-    """The registry entry for ``evaluator_type="cxr"``: a :class:`CXREvaluator` from ``cfg``."""
-    return CXREvaluator(cfg, dataset_name, output_dir)
+def build_cxr_evaluator(dataset_name: str, cfg, output_dir: str | None, **options) -> CXREvaluator:
+    """The registry entry for ``evaluator_type="cxr"``: a :class:`CXREvaluator` from ``cfg``,
+    ``options`` (its ``from_config`` keys) replacing the config's values."""
+    return configured_evaluator(CXREvaluator, cfg, dataset_name, output_dir, options)

@@ -14,7 +14,9 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .metrics import DetectionSet
+from ..boxes import pairwise_iou
+from .metrics.matching import froc_matches
+from .records import DetectionSet
 
 __all__ = ["GalleryCase", "ClassCases", "operating_point_cases", "case_thumbnail"]
 
@@ -54,36 +56,15 @@ class ClassCases:
     num_missed: int
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(n, m) IoU of XYXY_ABS boxes (continuous coordinates, no +1)."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area = lambda x: np.prod(np.clip(x[:, 2:] - x[:, :2], 0, None), axis=1)  # noqa: E731
-    union = area(a)[:, None] + area(b)[None, :] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / union, 0.0)
-
-
-def _match_group(dt_boxes, dt_scores, gt_boxes, iou_threshold):
-    """Greedy FROC matching inside one (image, class): detections by descending score (stable)
-    each take the unmatched box with the highest IoU (first on ties) if IoU >= the threshold.
-
-    Returns:
-        (dt_matched (n,) bool, gt_matched (m,) bool).
-    """
-    order = np.argsort(-dt_scores, kind="stable")
-    iou = _iou(dt_boxes, gt_boxes)
-    dt_ok = np.zeros(len(dt_boxes), bool)
-    gt_ok = np.zeros(len(gt_boxes), bool)
-    for d in order:
-        if not len(gt_boxes):
-            break
-        cand = np.where(gt_ok, -1.0, iou[d])
-        g = int(np.argmax(cand))
-        if cand[g] >= iou_threshold:
-            dt_ok[d], gt_ok[g] = True, True
-    return dt_ok, gt_ok
+def _missed_scores(ds: DetectionSet, gt: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Per box of ``gt`` (indices): the best score of a detection of its class in its image
+    (any score) overlapping it with IoU >= ``iou_threshold``; 0.0 when there is none."""
+    out = np.zeros(len(gt))
+    for j, k in enumerate(gt):
+        d = np.flatnonzero((ds.dt_image == ds.gt_image[k]) & (ds.dt_class == ds.gt_class[k]))
+        near = pairwise_iou(ds.gt_boxes[k], ds.dt_boxes[d])[0] >= iou_threshold
+        out[j] = np.where(near, ds.dt_scores[d], 0.0).max(initial=0.0)
+    return out
 
 
 def operating_point_cases(
@@ -94,10 +75,11 @@ def operating_point_cases(
 ) -> list[ClassCases]:
     """False positives and missed lesions of every class at its operating point.
 
-    Per image and class, the detections with ``score >= thresholds[c]`` are matched to the
-    class's ground-truth boxes by the FROC rule (descending score, highest unmatched IoU,
-    ``IoU >= iou_threshold``). Unmatched detections are false positives (highest score first);
-    unmatched boxes are missed lesions (highest near-miss score first, then image order).
+    The detections with ``score >= thresholds[c]`` are matched to the ground-truth boxes by the
+    FROC rule (:func:`~cxr.evaluation.metrics.matching.froc_matches`: per image and class,
+    descending score, highest unmatched IoU, ``IoU >= iou_threshold``). Unmatched detections
+    are false positives (highest score first); unmatched boxes are missed lesions (highest
+    near-miss score first, then image order).
 
     Args:
         ds: the evaluated set (XYXY_ABS boxes).
@@ -112,32 +94,27 @@ def operating_point_cases(
     thr = np.asarray(thresholds, np.float64).reshape(-1)
     if len(thr) != C:
         raise ValueError(f"{len(thr)} thresholds for {C} classes")
+    kept = np.flatnonzero(ds.dt_scores >= thr[ds.dt_class])
+    sub = dataclasses.replace(ds, dt_image=ds.dt_image[kept], dt_class=ds.dt_class[kept],
+                              dt_boxes=ds.dt_boxes[kept], dt_scores=ds.dt_scores[kept],
+                              dt_boxes_xywh=None)  # fmt: skip
+    m = froc_matches(sub, iou_threshold)
     fps: list[list[GalleryCase]] = [[] for _ in range(C)]
     missed: list[list[GalleryCase]] = [[] for _ in range(C)]
-    keep = ds.dt_scores >= thr[ds.dt_class] if len(ds.dt_scores) else np.zeros(0, bool)
-    groups = set(zip(ds.gt_image.tolist(), ds.gt_class.tolist()))
-    groups |= set(zip(ds.dt_image[keep].tolist(), ds.dt_class[keep].tolist()))
-    for img, c in sorted(groups):
-        d_all = np.flatnonzero((ds.dt_image == img) & (ds.dt_class == c))
-        d = d_all[keep[d_all]]
-        g = np.flatnonzero((ds.gt_image == img) & (ds.gt_class == c))
-        dt_ok, gt_ok = _match_group(ds.dt_boxes[d], ds.dt_scores[d], ds.gt_boxes[g], iou_threshold)
-        for k in d[~dt_ok]:
-            box = tuple(float(v) for v in ds.dt_boxes[k])
-            fps[c].append(
-                GalleryCase("false_positive", c, img, box, float(ds.dt_scores[k]), int(k))
-            )
-        if (~gt_ok).any():
-            near = _iou(ds.gt_boxes[g], ds.dt_boxes[d_all]) >= iou_threshold
-            best = np.where(near, ds.dt_scores[d_all][None, :], 0.0).max(1, initial=0.0)
-            for j in np.flatnonzero(~gt_ok):
-                box = tuple(float(v) for v in ds.gt_boxes[g[j]])
-                missed[c].append(GalleryCase("missed", c, img, box, float(best[j]), int(g[j])))
+    for k in kept[m.dt_index[~m.tp]]:
+        box = tuple(float(v) for v in ds.dt_boxes[k])
+        c, img = int(ds.dt_class[k]), int(ds.dt_image[k])
+        fps[c].append(GalleryCase("false_positive", c, img, box, float(ds.dt_scores[k]), int(k)))
+    lost = np.flatnonzero(~m.gt_matched)
+    for k, score in zip(lost, _missed_scores(ds, lost, iou_threshold)):
+        box = tuple(float(v) for v in ds.gt_boxes[k])
+        c, img = int(ds.gt_class[k]), int(ds.gt_image[k])
+        missed[c].append(GalleryCase("missed", c, img, box, float(score), int(k)))
     out = []
     for c in range(C):
         f = sorted(fps[c], key=lambda x: (-x.score, x.image_index, x.index))
-        m = sorted(missed[c], key=lambda x: (-x.score, x.image_index, x.index))
-        out.append(ClassCases(f[:gallery_size], m[:gallery_size], len(f), len(m)))
+        m_ = sorted(missed[c], key=lambda x: (-x.score, x.image_index, x.index))
+        out.append(ClassCases(f[:gallery_size], m_[:gallery_size], len(f), len(m_)))
     return out
 
 

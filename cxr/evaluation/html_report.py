@@ -25,8 +25,9 @@ import numpy as np
 from ..fileio import write_text_atomic
 from .gallery import GT_COLOR, PRED_COLOR, ClassCases, case_thumbnail, operating_point_cases
 from .medical import MedicalResult
-from .metrics import DetectionSet
-from .report import PLOTS, per_class_rows, write_plots
+from .records import DetectionSet
+from .plots import PLOTS, write_plots
+from .tables import per_class_rows
 
 __all__ = ["write_html_report", "render_html_report"]
 

@@ -1,4 +1,4 @@
-"""The full medical metric set of one :class:`~cxr.evaluation.metrics.DetectionSet`.
+"""The full medical metric set of one :class:`~cxr.evaluation.records.DetectionSet`.
 
 :func:`compute_medical_metrics` applies every rule of :mod:`cxr.evaluation.metrics` and returns
 the ``metrics.json`` content (schema in docs/evaluation.md) plus the arrays the
@@ -14,7 +14,13 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from . import metrics as M
+from .metrics.ap import coco_ap, voc_ap
+from .metrics.bootstrap import bootstrap_weights, percentile_ci
+from .metrics.froc import FROC_FPS_PER_IMAGE, froc
+from .metrics.image_level import IMAGE_LEVEL_KEYS, auroc, image_level_metrics, image_scores
+from .metrics.iobb import IOBB_THRESHOLDS, iobb_accuracy
+from .metrics.matching import froc_matches, voc_matches
+from .records import DetectionSet
 from .operating_points import class_thresholds, positive_findings, select_thresholds
 
 __all__ = [
@@ -37,9 +43,9 @@ class MedicalResult:
         metrics: the ``metrics.json`` dict (floats, lists, NaN for undefined values).
         selected_thresholds: class name -> threshold chosen on this set by the operating-point
             rule (for ``thresholds.json``); selected_meta: how they were chosen.
-        coco: :func:`~cxr.evaluation.metrics.coco_ap` output (precision array for PR plots).
-        voc: per-class :class:`~cxr.evaluation.metrics.ClassMatches` (PR curves at IoU > 0.4).
-        froc: :class:`~cxr.evaluation.metrics.FrocMatches`.
+        coco: :func:`~cxr.evaluation.metrics.ap.coco_ap` output (precision array for PR plots).
+        voc: per-class :class:`~cxr.evaluation.metrics.matching.ClassMatches` (PR curves at IoU > 0.4).
+        froc: :class:`~cxr.evaluation.metrics.matching.FrocMatches`.
         scores, labels: (N, C) image-level scores and labels.
         thresholds: (C,) thresholds used for the image-level metrics.
     """
@@ -67,7 +73,7 @@ def _image_level(scores, labels, thr, W, class_names):
     """Per-class, any-finding and macro image-level metrics for each weight row of W."""
     per = {}
     for c, name in enumerate(class_names):
-        per[name] = M.image_level_metrics(scores[:, c], labels[:, c], thr[c], W)
+        per[name] = image_level_metrics(scores[:, c], labels[:, c], thr[c], W)
     # "any finding": score = max over classes; predicted positive = some class positive at its
     # own threshold (the same as max score >= threshold when every class shares one threshold).
     any_scores = scores.max(1) if scores.shape[1] else np.zeros(len(scores))
@@ -78,8 +84,8 @@ def _image_level(scores, labels, thr, W, class_names):
     )
     any_lab = labels.any(1) if labels.shape[1] else np.zeros(len(labels), bool)
     # encode the any-class decision as a 0/1 score with threshold 0.5 for the counts
-    anyd = M.image_level_metrics(any_pred.astype(float), any_lab, 0.5, W)
-    anyd["auroc"] = M.auroc(any_scores, any_lab, W)
+    anyd = image_level_metrics(any_pred.astype(float), any_lab, 0.5, W)
+    anyd["auroc"] = auroc(any_scores, any_lab, W)
     macro = {}
     if class_names:
         has_pos = np.stack([per[n]["tp"] + per[n]["fn"] > 0 for n in class_names], 1)
@@ -121,7 +127,7 @@ def _threshold_vector(class_names: Sequence[str], thresholds: dict, cm_threshold
 def _image_level_json(per, anyd, macro, thr, class_names, o: _Options) -> dict:
     def il_dict(d):
         counts = ("tp", "fp", "tn", "fn")
-        return {k: int(d[k][0]) if k in counts else float(d[k][0]) for k in M.IMAGE_LEVEL_KEYS}
+        return {k: int(d[k][0]) if k in counts else float(d[k][0]) for k in IMAGE_LEVEL_KEYS}
 
     return {
         "threshold": float(o.cm_threshold) if not o.thresholds else float("nan"),
@@ -138,10 +144,10 @@ def _point_estimates(ds, class_names, thr, o: _Options, m) -> dict:
     C = len(class_names)
     coco = m["coco"]
     ones = np.ones((1, ds.num_images))
-    voc_per, voc_mean = M.voc_ap(ds, o.iou_voc, ones, m["voc"])
-    fr = M.froc(ds, o.iou_froc, o.fps_per_image, ones, m["froc"], per_class=True)
+    voc_per, voc_mean = voc_ap(ds, o.iou_voc, ones, m["voc"])
+    fr = froc(ds, o.iou_froc, o.fps_per_image, ones, m["froc"], per_class=True)
     per, anyd, macro = _image_level(m["scores"], m["labels"], thr, ones, class_names)
-    iobb = M.iobb_accuracy(ds, thr, o.iobb_thresholds)
+    iobb = iobb_accuracy(ds, thr, o.iobb_thresholds)
     names = list(enumerate(class_names))
     return {
         "coco": {
@@ -192,8 +198,8 @@ def _resampled_metrics(ds, class_names, thr, o: _Options, m, W: np.ndarray, bloc
     with tqdm(total=len(W), desc="bootstrap", unit="resample", disable=None, leave=False) as bar:
         for b in range(0, len(W), block):
             w = W[b : b + block]
-            vp, vm = M.voc_ap(ds, o.iou_voc, w, m["voc"])
-            cpm = M.froc(ds, o.iou_froc, o.fps_per_image, w, m["froc"])["cpm"]
+            vp, vm = voc_ap(ds, o.iou_voc, w, m["voc"])
+            cpm = froc(ds, o.iou_froc, o.fps_per_image, w, m["froc"])["cpm"]
             parts.append(
                 (vp, vm, cpm, *_image_level(m["scores"], m["labels"], thr, w, class_names))
             )
@@ -210,12 +216,12 @@ def _resampled_metrics(ds, class_names, thr, o: _Options, m, W: np.ndarray, bloc
 def _bootstrap_ci(ds, class_names, thr, o: _Options, m, patient_ids) -> dict:
     """95% percentile-bootstrap CIs (``ci95``: dotted metric path -> ``[low, high]``)."""
     groups = patient_ids if patient_ids is not None else np.arange(ds.num_images)
-    W = M.bootstrap_weights(groups, o.bootstrap, o.seed)
+    W = bootstrap_weights(groups, o.bootstrap, o.seed)
     bvp, bvm, bcpm, bper, bany, bmacro = _resampled_metrics(ds, class_names, thr, o, m, W)
     ci = {}
 
     def put(name, samples):
-        lo, hi = M.percentile_ci(samples)
+        lo, hi = percentile_ci(samples)
         ci[name] = [float(lo), float(hi)]
 
     put("voc_map40", bvm)
@@ -265,15 +271,15 @@ def _settings(class_names, thr, o: _Options, unit: str) -> dict:
 
 
 def compute_medical_metrics(
-    ds: M.DetectionSet,
+    ds: DetectionSet,
     class_names: Sequence[str],
     *,
     cm_threshold: float = 0.3,
     thresholds: dict[str, float] | None = None,
     iou_froc: float = 0.4,
     iou_voc: float = 0.4,
-    fps_per_image: Sequence[float] = M.FROC_FPS_PER_IMAGE,
-    iobb_thresholds: Sequence[float] = M.IOBB_THRESHOLDS,
+    fps_per_image: Sequence[float] = FROC_FPS_PER_IMAGE,
+    iobb_thresholds: Sequence[float] = IOBB_THRESHOLDS,
     bootstrap: int = 0,
     seed: int = 0,
     patient_ids: Sequence | None = None,
@@ -316,11 +322,11 @@ def compute_medical_metrics(
         max_dets,
     )
     thr = _threshold_vector(class_names, o.thresholds, cm_threshold)
-    scores, labels = M.image_scores(ds)
+    scores, labels = image_scores(ds)
     m = {
-        "coco": M.coco_ap(ds, max_dets=max_dets),
-        "voc": M.voc_matches(ds, iou_voc),
-        "froc": M.froc_matches(ds, iou_froc),
+        "coco": coco_ap(ds, max_dets=max_dets),
+        "voc": voc_matches(ds, iou_voc),
+        "froc": froc_matches(ds, iou_froc),
         "scores": scores,
         "labels": labels,
     }

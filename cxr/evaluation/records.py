@@ -1,5 +1,6 @@
-"""The one builder of a :class:`~cxr.evaluation.metrics.DetectionSet`: from detectron2-style
-ground-truth records and per-image prediction records.
+"""The records container of the detection metrics, :class:`DetectionSet`, and its one builder,
+:func:`dataset_to_detection_set`: from detectron2-style ground-truth records and per-image
+prediction records.
 
 Both the detectron2 evaluator (dataset dicts of a registered set) and the COCO-JSON file mode
 (records read from a COCO GT file and a COCO results file) go through
@@ -9,14 +10,122 @@ are the same everywhere.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import numpy as np
 from detectron2.structures import BoxMode
 
-from .metrics import DetectionSet
+__all__ = ["DetectionSet", "coco_category_ids", "dataset_to_detection_set", "patient_ids_of"]
 
-__all__ = ["coco_category_ids", "dataset_to_detection_set", "patient_ids_of"]
+
+def _f64(a, shape_tail=()) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    if a.size == 0:
+        a = a.reshape((0,) + shape_tail)
+    return a
+
+
+@dataclasses.dataclass
+class DetectionSet:
+    """Ground truth and detections of one evaluation set, as flat arrays.
+
+    Attributes:
+        num_images: N, images in the set (including images without boxes or detections).
+        num_classes: C.
+        gt_image, gt_class: (G,) int image / class index of each ground-truth box.
+        gt_boxes: (G, 4) float64 XYXY_ABS pixels.
+        dt_image, dt_class: (D,) int image / class index of each detection.
+        dt_boxes: (D, 4) float64 XYXY_ABS pixels.
+        dt_scores: (D,) float64 confidence.
+        gt_area: (G,) area used by COCO's area ranges (default: box area, pixels^2).
+        gt_crowd: (G,) bool COCO ``iscrowd`` (COCO AP only; other metrics treat them as boxes).
+        gt_ids: (G,) int COCO annotation ids (COCO AP only; default 1..G).
+        gt_boxes_xywh, dt_boxes_xywh: optional COCO XYWH_ABS boxes as read from COCO JSON; when
+            given, :func:`coco_ap` uses them untouched so that it agrees bit for bit with
+            pycocotools (which computes ``x + w`` itself).
+
+    Order matters for COCO tie-breaking exactly as in pycocotools: image index = rank of the
+    image id in sorted order, class index = rank of the category id, and detections of one image
+    keep the order of the results file.
+    """
+
+    num_images: int
+    num_classes: int
+    gt_image: np.ndarray
+    gt_class: np.ndarray
+    gt_boxes: np.ndarray
+    dt_image: np.ndarray
+    dt_class: np.ndarray
+    dt_boxes: np.ndarray
+    dt_scores: np.ndarray
+    gt_area: np.ndarray | None = None
+    gt_crowd: np.ndarray | None = None
+    gt_ids: np.ndarray | None = None
+    gt_boxes_xywh: np.ndarray | None = None
+    dt_boxes_xywh: np.ndarray | None = None
+
+    def __post_init__(self):
+        self.gt_image = np.asarray(self.gt_image, dtype=np.int64).reshape(-1)
+        self.gt_class = np.asarray(self.gt_class, dtype=np.int64).reshape(-1)
+        self.dt_image = np.asarray(self.dt_image, dtype=np.int64).reshape(-1)
+        self.dt_class = np.asarray(self.dt_class, dtype=np.int64).reshape(-1)
+        self.gt_boxes = _f64(self.gt_boxes, (4,)).reshape(-1, 4)
+        self.dt_boxes = _f64(self.dt_boxes, (4,)).reshape(-1, 4)
+        self.dt_scores = _f64(self.dt_scores).reshape(-1)
+        G, D = len(self.gt_image), len(self.dt_image)
+        if self.gt_boxes_xywh is None:
+            b = self.gt_boxes
+            self.gt_boxes_xywh = np.stack(
+                [b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], 1
+            )
+        if self.dt_boxes_xywh is None:
+            b = self.dt_boxes
+            self.dt_boxes_xywh = np.stack(
+                [b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], 1
+            )
+        self.gt_boxes_xywh = _f64(self.gt_boxes_xywh, (4,)).reshape(-1, 4)
+        self.dt_boxes_xywh = _f64(self.dt_boxes_xywh, (4,)).reshape(-1, 4)
+        if self.gt_area is None:
+            self.gt_area = self.gt_boxes_xywh[:, 2] * self.gt_boxes_xywh[:, 3]
+        self.gt_area = _f64(self.gt_area).reshape(-1)
+        self.gt_crowd = (
+            np.zeros(G, bool)
+            if self.gt_crowd is None
+            else np.asarray(self.gt_crowd, bool).reshape(-1)
+        )
+        self.gt_ids = (
+            np.arange(1, G + 1) if self.gt_ids is None else np.asarray(self.gt_ids).reshape(-1)
+        )
+        for name, arr, n in [
+            ("gt_class", self.gt_class, G),
+            ("gt_boxes", self.gt_boxes, G),
+            ("gt_area", self.gt_area, G),
+            ("gt_crowd", self.gt_crowd, G),
+            ("gt_ids", self.gt_ids, G),
+            ("gt_boxes_xywh", self.gt_boxes_xywh, G),
+            ("dt_class", self.dt_class, D),
+            ("dt_boxes", self.dt_boxes, D),
+            ("dt_scores", self.dt_scores, D),
+            ("dt_boxes_xywh", self.dt_boxes_xywh, D),
+        ]:
+            if len(arr) != n:
+                raise ValueError(f"DetectionSet: field {name} has {len(arr)} rows, expected {n}")
+        for name, arr, hi in [
+            ("gt_image", self.gt_image, self.num_images),
+            ("dt_image", self.dt_image, self.num_images),
+            ("gt_class", self.gt_class, self.num_classes),
+            ("dt_class", self.dt_class, self.num_classes),
+        ]:
+            if len(arr) and (arr.min() < 0 or arr.max() >= hi):
+                raise ValueError(f"DetectionSet: field {name} has values outside [0, {hi})")
+
+    @property
+    def gt_counts(self) -> np.ndarray:
+        """(N, C) int: ground-truth boxes per image and class."""
+        m = np.zeros((self.num_images, self.num_classes), np.int64)
+        np.add.at(m, (self.gt_image, self.gt_class), 1)
+        return m
 
 
 def _sorted_ids(ids: list) -> list:

@@ -33,7 +33,7 @@ def verify_on_dataset(cfg, model, onnx_path: str, dataset: str, max_images: int 
 
     from ..apps.predictor import XrayPredictor
     from ..data.io import read_xray
-    from .backends import instances_to_detections
+    from ..engine.inference import instances_to_detections
     from .runtime import OnnxDetector
     from .verify import compare_backends
 
@@ -63,7 +63,7 @@ def run_export(args) -> dict:
     Returns:
         ``{"model": path, ...}`` with ``"int8"`` and ``"verify"`` entries when asked for.
     """
-    from ..apps.model import load_torch_model
+    from ..engine.inference import load_torch_model
     from ..apps.predictor import class_names_from_cfg
     from ..engine.defaults import setup_config, setup_logging
     from ..evaluation import load_thresholds

@@ -3,7 +3,10 @@ and of trunk transfer from a classifier to a detector; each with a comment."""
 
 from detectron2.config import CfgNode as CN
 
+from ..config import CONFIG_REGISTRY
 
+
+@CONFIG_REGISTRY.register_as("classifier")
 def add_classifier_config(cfg) -> None:
     """Add ``MODEL.CLASSIFIER`` and ``MODEL.TRUNK_WEIGHTS`` to ``cfg`` in place."""
     cfg.MODEL.CLASSIFIER = CN()

@@ -1,7 +1,10 @@
 """Config keys read by :mod:`cxr.modeling`; each with a comment."""
 from detectron2.config import CfgNode as CN
 
+from ..config import CONFIG_REGISTRY
 
+
+@CONFIG_REGISTRY.register_as("modeling")
 def add_modeling_config(cfg) -> None:
     """Add the :mod:`cxr.modeling` keys to ``cfg`` in place, one node at a time."""
     _add_timm(cfg)

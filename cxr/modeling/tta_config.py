@@ -5,7 +5,10 @@ changes two of their defaults (below) and adds the scale factors and the merge r
 """
 from __future__ import annotations
 
+from ..config import CONFIG_REGISTRY
 
+
+@CONFIG_REGISTRY.register_as("tta")
 def add_tta_config(cfg) -> None:
     """Add / re-default the ``TEST.AUG`` keys in place."""
     # Run every test image at several scales (and flips) and merge the detections

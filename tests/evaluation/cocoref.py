@@ -9,7 +9,7 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from cxr.evaluation.metrics import DetectionSet
+from cxr.evaluation.records import DetectionSet
 
 
 def random_coco(seed: int, n_images=12, n_classes=3, max_gt=4, max_dt=15, crowd=True, ties=True):

@@ -7,7 +7,7 @@ import os
 import cv2
 import numpy as np
 
-from cxr.evaluation.metrics import DetectionSet
+from cxr.evaluation.records import DetectionSet
 
 CLASS_NAMES = ["Nodule", "Mass"]
 THRESHOLD = 0.5

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cxr.evaluation.metrics import coco_ap
+from cxr.evaluation.metrics.ap import coco_ap
 
 from .cocoref import pycoco_eval, random_coco, to_detection_set
 

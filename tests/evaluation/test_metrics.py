@@ -293,3 +293,15 @@ def test_no_boxes_anywhere_gives_nan_not_crash():
     m = compute_medical_metrics(ds, ["a"], bootstrap=10).metrics
     assert np.isnan(m["coco"]["AP"]) and np.isnan(m["voc_map40"]) and np.isnan(m["froc"]["cpm"])
     assert m["image_level"]["per_class"]["a"]["fp"] == 1
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_roc_curve_equals_scikit_learn(seed):
+    from sklearn.metrics import roc_curve as sk_roc_curve
+
+    rng = np.random.default_rng(seed)
+    y = rng.random(200) < 0.3
+    s = np.round(rng.random(200) * 0.5 + 0.3 * y, 2)  # ties
+    fpr, tpr = M.roc_curve(s, y)
+    ref_fpr, ref_tpr, _ = sk_roc_curve(y, s, drop_intermediate=False)
+    assert np.array_equal(fpr, ref_fpr) and np.array_equal(tpr, ref_tpr)

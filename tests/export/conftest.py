@@ -40,7 +40,7 @@ def _cfg(path: str, *opts) -> object:
 @pytest.fixture(scope="session")
 def demo_retinanet():
     """(cfg, eval-mode model with the shipped demo weights)."""
-    from cxr.apps.model import load_torch_model
+    from cxr.engine.inference import load_torch_model
 
     cfg = _cfg(DEMO_CONFIG)
     return cfg, load_torch_model(cfg, DEMO_WEIGHTS)[0]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from cxr.apps.predictor import XrayPredictor
-from cxr.export.backends import instances_to_detections
+from cxr.engine.inference import instances_to_detections
 from cxr.export.exporter import DenseDetectorGraph, export_model
 from cxr.export.runtime import OnnxDetector, load_metadata
 from cxr.export.verify import compare_backends
@@ -65,7 +65,7 @@ def test_random_d0_onnx_equals_torch(random_d0, phantom_images, tmp_path, engine
 
 def test_padded_batch_of_two_sizes_equals_detectron2(demo_retinanet, phantom_images, tmp_path):
     """The eval interface: a batch of two differently sized inputs, as detectron2 pads it."""
-    from cxr.export.backends import OnnxRuntimeModel, instances_to_detections
+    from cxr.engine.inference import OnnxRuntimeModel, instances_to_detections
     from cxr.export.verify import compare_detections
 
     cfg, model = demo_retinanet

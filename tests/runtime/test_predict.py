@@ -45,7 +45,7 @@ def exported(demo_model, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def demo_model():
-    from cxr.apps.model import load_torch_model
+    from cxr.engine.inference import load_torch_model
     from cxr.config import load_config
 
     from ..export.conftest import DEMO_WEIGHTS

@@ -220,3 +220,85 @@ def test_checkpoint_eval_writes_gradcam_pngs(cxr_dataset, tmp_path):  # noqa: F8
         assert img.shape == (96, 96, 3)  # the model's input size
         gray = cv2.resize(cv2.imread(rec["file_name"], cv2.IMREAD_GRAYSCALE), (96, 96))
         assert np.abs(img.astype(float) - gray[:, :, None]).mean() > 5  # a heat map is blended in
+
+
+def _register_tiny(name: str, evaluator_type: str, root: str) -> None:
+    """The ``tiny_dataset`` images (tests/conftest.py) registered as ``name`` with
+    ``evaluator_type``; classification sets get each image's multi-hot ``labels``."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    from ..conftest import write_tiny_images
+
+    if name in DatasetCatalog.list():
+        return
+    dicts = write_tiny_images(root)
+    if evaluator_type == "cxr_cls":
+        for d in dicts:
+            d["labels"] = [
+                int(any(a["category_id"] == c for a in d["annotations"])) for c in (0, 1)
+            ]
+    DatasetCatalog.register(name, lambda: dicts)
+    MetadataCatalog.get(name).set(thing_classes=["a", "b"], evaluator_type=evaluator_type)
+
+
+_SLIM_CLASSIFIER = ["MODEL.META_ARCHITECTURE", "CXRClassifier", "MODEL.CLASSIFIER.NUM_CLASSES", "2",
+                    "INPUT.MAPPER", "ClassificationMapper", "MODEL.RESNETS.DEPTH", "18",
+                    "MODEL.RESNETS.RES2_OUT_CHANNELS", "64"]  # fmt: skip
+
+
+@pytest.mark.parametrize("evaluator_type", ["coco", "cxr", "cxr_cls"])
+def test_eval_and_train_net_eval_only_give_the_same_metrics(tmp_path, evaluator_type):
+    """One evaluator per data set, whichever tool evaluates: tools/eval.py's checkpoint mode and
+    tools/train_net.py --eval-only return equal metrics for the same checkpoint and data set."""
+    import math
+    import sys
+
+    from cxr.engine import Trainer
+    from cxr.engine.checkpoint import CXRCheckpointer
+
+    from ..engine.helpers import TINY_CONFIG, tiny_opts
+
+    name = f"cxr_test_tiny_{evaluator_type}"
+    _register_tiny(name, evaluator_type, str(tmp_path / "images"))
+    opts = tiny_opts(name, str(tmp_path / "train_net"), 1, "MODEL.RETINANET.SCORE_THRESH_TEST",
+                     "0.0", *(_SLIM_CLASSIFIER if evaluator_type == "cxr_cls" else []))  # fmt: skip
+    torch.manual_seed(0)
+    ckpt = tmp_path / "m.pth"
+    CXRCheckpointer(Trainer.build_model(load_config(TINY_CONFIG, opts)), str(tmp_path)).save("m")
+    res = load_tool("eval").main(["--config-file", TINY_CONFIG, "--checkpoint", str(ckpt),
+                                  "--dataset", name, "--output", str(tmp_path / "eval"),
+                                  "--no-plots", *opts])  # fmt: skip
+    sys.path.insert(0, os.path.join(REPO, "tools"))
+    import train_net
+
+    argv = ["--config-file", TINY_CONFIG, "--eval-only", *opts, "MODEL.WEIGHTS", str(ckpt),
+            "CXR.EVAL.PLOTS", "False"]  # fmt: skip
+    ref = train_net.main(train_net.argument_parser().parse_args(argv))
+    key = {"coco": "bbox", "cxr": "cxr", "cxr_cls": "cls"}[evaluator_type]
+    flat = res["metrics"][0]
+    assert set(ref) == {key} and len(flat) > 5 and set(flat) == set(ref[key])
+    same = [
+        k
+        for k in flat
+        if flat[k] == ref[key][k] or (math.isnan(flat[k]) and math.isnan(ref[key][k]))
+    ]
+    assert sorted(same) == sorted(flat)
+
+
+def test_unknown_evaluator_option_names_the_valid_ones(tiny_dataset, tmp_path):
+    from detectron2.data import MetadataCatalog
+
+    from cxr.config import get_cfg
+    from cxr.evaluation import build_evaluator
+
+    _register_tiny("cxr_test_tiny_cxr", "cxr", str(tmp_path / "images"))
+    with pytest.raises(ValueError, match=r"\['cm_treshold'\].*valid options: .*'cm_threshold'"):
+        build_evaluator(get_cfg(), "cxr_test_tiny_cxr", None, cm_treshold=0.5)
+    with pytest.raises(ValueError, match=r"COCOEvaluator .*\['bootstrap'\]; valid options: \[\]"):
+        build_evaluator(get_cfg(), tiny_dataset, None, bootstrap=10)
+    MetadataCatalog.get("cxr_test_unknown_type").set(evaluator_type="lvis")
+    with pytest.raises(
+        KeyError, match=r"'lvis' has no evaluator; registered: \['coco', 'cxr', 'cxr_cls'\]"
+    ):
+        build_evaluator(get_cfg(), "cxr_test_unknown_type", None)
+    MetadataCatalog.remove("cxr_test_unknown_type")

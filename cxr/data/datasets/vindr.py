@@ -28,11 +28,12 @@ from typing import Sequence
 import numpy as np
 from detectron2.structures import BoxMode
 
+from ...boxes import pairwise_iou
 from ...ensemble import fuse_boxes
 from ...registry import NamedRegistry
 from .common import RowChecker, log_summary, rows_with_images
 
-__all__ = ["VINDR_CLASSES", "BOX_FUSIONS", "load_vindr", "pairwise_iou"]
+__all__ = ["VINDR_CLASSES", "BOX_FUSIONS", "load_vindr"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,19 +47,6 @@ _BOX_FIELDS = ("x_min", "y_min", "x_max", "y_max")
 
 BOX_FUSIONS = NamedRegistry("CXR_VINDR_BOX_FUSION")
 BOX_FUSIONS.__doc__ = "fusion= name -> fn(annotations of one image, iou_thr) -> annotations."
-
-
-def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix of XYXY_ABS boxes ``a`` (N, 4) and ``b`` (M, 4)."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
 def _by_class(annos: list[dict]) -> dict[int, list[dict]]:

@@ -1,8 +1,8 @@
-"""cxr.apps.model: weights digests identify equal weights, whatever the file."""
+"""cxr.engine.inference: weights digests identify equal weights, whatever the file."""
 
 import torch
 
-from cxr.apps.model import weights_digest
+from cxr.engine.inference import weights_digest
 
 
 def test_weights_digest(tmp_path):
