@@ -50,6 +50,7 @@ __all__ = [
     "check_local_shards",
     "is_streamed",
     "load_shard_index",
+    "read_film",
     "load_shard_records",
     "read_record_image",
     "record_stem",
@@ -210,6 +211,12 @@ def read_record_image(record: dict) -> np.ndarray:
     if data is None and member is not None:
         data = _read_member(*member)
     return read_xray(name) if data is None else decode_xray(data, name)
+
+
+def read_film(file_name: str) -> np.ndarray:
+    """The film named by a record's ``file_name`` (an image file or a ``<shard>.tar#<key>``
+    member) as H x W ``uint8``; errors as :func:`read_record_image`."""
+    return read_record_image({"file_name": file_name})
 
 
 def _split_member(file_name: str) -> tuple[str, str] | None:

@@ -347,7 +347,8 @@ def render_html_report(
         thumb_size: thumbnail side in pixels.
         plot_dir: a folder that already holds the PNG plots of this evaluation (else rendered).
         read_image: path -> (H, W) or (H, W, 3) uint8 image; default
-            :func:`cxr.data.io.read_xray`. An unreadable image gives a text placeholder.
+            :func:`cxr.data.wds.read_film` (an image file or a ``<shard>.tar#<key>`` member of a
+            shard set). An unreadable image gives a text placeholder.
 
     Returns:
         the HTML text.
@@ -355,7 +356,7 @@ def render_html_report(
     if len(file_names) != ds.num_images:
         raise ValueError(f"{len(file_names)} file names for a set of {ds.num_images} images")
     if read_image is None:
-        from ..data.io import read_xray as read_image
+        from ..data.wds import read_film as read_image
     iou = float(res.metrics.get("settings", {}).get("froc_iou_threshold", 0.4))
     cases = operating_point_cases(ds, res.thresholds, iou, gallery_size)
     body = [

@@ -15,6 +15,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from cxr.data.datasets.wds_copies import register_wds_copies
 from cxr.data.wds import (
+    read_film,
     IMAGE_BYTES,
     ShardError,
     ShardStream,
@@ -112,6 +113,9 @@ def test_records_and_films_equal_the_originals(shard_split):
         assert r["file_name"].endswith(f".tar#{r['image_id']}") and IMAGE_BYTES not in r
     # a listed record's film is read from its shard member; a streamed one from its bytes
     np.testing.assert_array_equal(read_record_image(dict(records[3])),
+                                  cv2.imread(by_id[records[3]["image_id"]]["file_name"], 0))  # fmt: skip
+    # the report's thumbnails read a member by its file_name alone
+    np.testing.assert_array_equal(read_film(records[3]["file_name"]),
                                   cv2.imread(by_id[records[3]["image_id"]]["file_name"], 0))  # fmt: skip
     streamed = next(iter(_stream(index_json, shuffle_buffer=0, epochs=1)))
     assert IMAGE_BYTES in streamed
