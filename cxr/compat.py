@@ -20,6 +20,11 @@ Supplies only what is missing, and nothing else:
   accept any ``LRScheduler``, as later detectron2 releases do; applied only when the installed
   hook still drops a torch 2 scheduler's state.
 
+* fvcore's import-time ``torch.jit.script`` calls (``fvcore.nn``, imported by detectron2's
+  layers) make torch 2.10+ print ``FutureWarning: `torch.jit.script` is deprecated`` once per
+  scripted function, in every tool, even with ``--help``. That one warning, raised by
+  ``torch.jit._script``, is filtered before fvcore is imported; every other warning is kept.
+
 * ``np.int`` in ``detectron2.data.build``: NumPy 2 removed the alias, so
   ``print_instances_class_histogram`` raised AttributeError, which
   ``get_detection_dataset_dicts`` swallows: the table of instances per class that detectron2
@@ -194,9 +199,21 @@ def _patch_numpy_int_alias() -> bool:
     return True
 
 
+#: The one warning :func:`_filter_jit_script_warning` silences: its message and its module.
+JIT_SCRIPT_WARNING = (r"`torch\.jit\.script` is deprecated", r"torch\.jit\._script")
+
+
+def _filter_jit_script_warning() -> None:
+    import warnings
+
+    message, module = JIT_SCRIPT_WARNING
+    warnings.filterwarnings("ignore", message=message, category=FutureWarning, module=module)
+
+
 def install() -> None:
     """Apply every shim that is needed; idempotent."""
     global STANDIN_C
+    _filter_jit_script_warning()  # before anything imports fvcore
     STANDIN_C = _install_standin_c() or STANDIN_C
     _patch_pillow()
     _patch_map_dataset()

@@ -212,3 +212,24 @@ def test_training_set_logs_its_class_histogram(tiny_dataset):
     assert re.search(r"\|\s+lesion_a\s+\|\s+1\s+\|\s+lesion_b\s+\|\s+2\s+\|", text), text
     assert len(dicts) == 3  # the image without boxes filtered, as detectron2 does by default
     assert np.int64 is build.np.int64 and build.np.int is int  # only the alias is added
+
+
+def test_fvcore_jit_script_warning_is_filtered_and_others_kept():
+    """``import cxr`` (detectron2 -> fvcore.nn scripts functions at import) prints no
+    ``torch.jit.script is deprecated`` warning; the same warning raised by a caller other than
+    torch.jit._script, and any other FutureWarning, still print."""
+    proc = subprocess.run(
+        [sys.executable, "-W", "default", "-c", textwrap.dedent(
+            """
+            import warnings
+            import cxr, detectron2.layers, fvcore.nn
+            warnings.warn("`torch.jit.script` is deprecated. (raised here)", FutureWarning)
+            warnings.warn("another future change", FutureWarning)
+            """
+        )],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if "Warning:" in ln]
+    assert len(lines) == 2, proc.stderr
+    assert "(raised here)" in lines[0] and "another future change" in lines[1]
