@@ -52,17 +52,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SUMMARY_KEYS = (
-    "AP",
-    "AP50",
-    "AP75",
-    "voc_map40",
-    "froc_cpm",
-    "sensitivity_macro",
-    "specificity_macro",
-    "auroc_macro",
-    "auroc_any",
-)
+#: The summary metrics of a detector evaluation (each evaluator names its own).
+SUMMARY_KEYS = CXREvaluator.SUMMARY_METRICS
 
 
 def write_tensorboard(output_dir: str, results: list[tuple[int, MedicalResult]], names) -> str:
@@ -194,15 +185,28 @@ def _evaluate_model(cfg, model, dataset_name: str, report_dir: str, evaluator_kw
     return flat, result, ev.class_names
 
 
+def _evaluator_class(dataset_name: str) -> type:
+    from detectron2.data import MetadataCatalog
+
+    kind = MetadataCatalog.get(dataset_name).get("evaluator_type", "cxr")
+    return CXRClassificationEvaluator if kind == "cxr_cls" else CXREvaluator
+
+
+def _check_best_metric(metric: str, flat: dict) -> None:
+    """Refuse a ``--best-metric`` the evaluation does not compute (nothing to rank by)."""
+    if metric not in flat:
+        raise ValueError(
+            f"--best-metric {metric!r} is not a metric of this evaluation; available: "
+            + ", ".join(sorted(flat))
+        )
+
+
 def _dataset_evaluator(cfg, dataset_name: str, report_dir: str, evaluator_kwargs: dict | None):
     """:class:`CXREvaluator`, or :class:`CXRClassificationEvaluator` for a dataset whose
     ``evaluator_type`` is ``cxr_cls``, with the overrides its ``__init__`` accepts."""
     import inspect
 
-    from detectron2.data import MetadataCatalog
-
-    kind = MetadataCatalog.get(dataset_name).get("evaluator_type", "cxr")
-    cls = CXRClassificationEvaluator if kind == "cxr_cls" else CXREvaluator
+    cls = _evaluator_class(dataset_name)
     kw = dict(cls.from_config(cfg, dataset_name, report_dir))
     accepted = inspect.signature(cls.__init__).parameters
     kw.update({k: v for k, v in (evaluator_kwargs or {}).items() if k in accepted})
@@ -248,12 +252,12 @@ def write_gradcam_images(cfg, model, dataset_name: str, out_dir: str, evaluator_
     return paths
 
 
-def _summary_row(path: str, step: int, flat: dict) -> dict:
+def _summary_row(path: str, step: int, flat: dict, keys: Sequence[str]) -> dict:
     return {
         "checkpoint": path,
         "iteration": step,
         "same_weights": "",
-        **{k: flat.get(k, float("nan")) for k in SUMMARY_KEYS},
+        **{k: flat.get(k, float("nan")) for k in keys},
     }
 
 
@@ -266,13 +270,15 @@ def _write_summary(output_dir: str, rows: list[dict], best: dict | None, metric:
     """``checkpoints.csv``, the table in the log and ``best.json`` of a several-checkpoint run."""
     from tabulate import tabulate
 
+    keys = [k for k in rows[0] if k not in ("checkpoint", "iteration", "same_weights")]
+
     write_csv(os.path.join(output_dir, "checkpoints.csv"), rows)
     table = [
         [os.path.basename(r["checkpoint"]), r["iteration"]]
-        + [f"{100 * r[k]:.1f}" for k in SUMMARY_KEYS]
+        + [f"{100 * r[k]:.1f}" for k in keys]
         for r in rows
     ]
-    logger.info("\n%s", tabulate(table, headers=["checkpoint", "iter", *SUMMARY_KEYS]))
+    logger.info("\n%s", tabulate(table, headers=["checkpoint", "iter", *keys]))
     if best is not None:
         write_json_atomic(
             os.path.join(output_dir, "best.json"),
@@ -292,7 +298,7 @@ def evaluate_checkpoints(
     dataset_name: str,
     output_dir: str,
     *,
-    best_metric: str = "AP50",
+    best_metric: str | None = None,
     evaluator_kwargs: dict | None = None,
     backend: str = "torch",
 ) -> dict:
@@ -307,12 +313,21 @@ def evaluate_checkpoints(
     ``same_weights`` column.
 
     Args:
+        best_metric: a flat metric of the evaluation (default: the evaluator's
+            ``DEFAULT_BEST_METRIC``: ``AP50`` for detectors, ``auroc_macro`` for classifiers).
         evaluator_kwargs: :class:`CXREvaluator` keywords replacing the config's.
         backend: inference backend (:func:`~cxr.apps.model.load_inference_model`).
 
     Returns:
         ``{"checkpoints": [{"checkpoint", "iteration", "same_weights", <metrics>}], "best"}``.
+
+    Raises:
+        ValueError: ``best_metric`` is not computed by the evaluation (the message lists those
+            that are).
     """
+    evaluator = _evaluator_class(dataset_name)
+    best_metric = best_metric or evaluator.DEFAULT_BEST_METRIC
+    keys = list(dict.fromkeys([*evaluator.SUMMARY_METRICS, best_metric]))
     ckpts = find_checkpoints(checkpoints)
     check_output_dir(output_dir, list(ckpts))
     rows, tb_results, seen = [], [], {}
@@ -330,9 +345,10 @@ def evaluate_checkpoints(
         step = int(it) if isinstance(it, (int, np.integer)) else i
         sub = _report_dir(output_dir, path, len(ckpts) > 1)
         flat, result, names = _evaluate_model(cfg, model, dataset_name, sub, evaluator_kwargs)
+        _check_best_metric(best_metric, flat)
         write_gradcam_images(cfg, model, dataset_name, os.path.join(sub, "gradcam"),
                              evaluator_kwargs)  # fmt: skip
-        rows.append(_summary_row(path, step, flat))
+        rows.append(_summary_row(path, step, flat, keys))
         seen[digest] = rows[-1]
         if result is not None:
             tb_results.append((step, result))
@@ -340,7 +356,7 @@ def evaluate_checkpoints(
             "%s (iteration %s): %s",
             path,
             step,
-            ", ".join(f"{k} {flat.get(k, float('nan')):.4f}" for k in SUMMARY_KEYS),
+            ", ".join(f"{k} {flat.get(k, float('nan')):.4f}" for k in keys),
         )
         del model
     if tb_results:

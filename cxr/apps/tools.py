@@ -58,11 +58,38 @@ def register_nih_folder(image_folder: str, annotations: str, data_entry: str = "
     return name
 
 
+#: ``tools/eval.py`` options that only the checkpoints mode uses: (attribute, flag, unset value).
+CHECKPOINT_MODE_ONLY = (
+    ("gradcam", "--gradcam", None),
+    ("best_metric", "--best-metric", None),
+    ("backend", "--backend", "torch"),
+    ("image_folder", "--image-folder", ""),
+    ("annotations", "--annotations", ""),
+    ("data_entry", "--data-entry", ""),
+    ("opts", "KEY VALUE overrides", []),
+)
+
+
+def _refuse_unused(args, mode: str, unused=CHECKPOINT_MODE_ONLY) -> None:
+    """Refuse options ``mode`` would silently ignore.
+
+    Raises:
+        SystemExit naming them.
+    """
+    given = [flag for attr, flag, unset in unused if getattr(args, attr, unset) not in (unset, ())]
+    if given:
+        raise SystemExit(
+            f"{', '.join(given)} {'has' if len(given) == 1 else 'have'} no effect in {mode} "
+            "(they apply to checkpoints mode: --config-file and --checkpoint); leave them out"
+        )
+
+
 def _eval_files_mode(args) -> MedicalResult:
     if not (args.gt_json and args.detections):
         raise SystemExit("files mode needs both --gt-json and --detections")
     if args.checkpoint or args.config_file:
         raise SystemExit("give either --gt-json/--detections or --config-file/--checkpoint")
+    _refuse_unused(args, "files mode (--gt-json/--detections)")
     check_output_dir(args.output, [args.gt_json, args.detections, args.thresholds])
     setup_logging(args.output)
     cfg = get_cfg()
@@ -86,6 +113,7 @@ def _eval_classification_files(args):
 
     if not args.dataset or args.checkpoint or args.config_file:
         raise SystemExit("--predictions goes with --dataset (a registered classification set) only")
+    _refuse_unused(args, "files mode (--dataset/--predictions)")
     check_output_dir(args.output, [args.predictions, args.thresholds])
     setup_logging(args.output)
     kw = resolved_eval_kwargs(get_cfg(), args)

@@ -47,6 +47,12 @@ class CXREvaluator(DatasetEvaluator):
     PR curves as the image ``cxr/pr_curves`` (TensorBoard shows them under Images).
     """
 
+    #: The flat metric that names the best checkpoint unless the user picks another.
+    DEFAULT_BEST_METRIC = "AP50"
+    #: The flat metrics of a checkpoint's summary line and of ``checkpoints.csv``.
+    SUMMARY_METRICS = ("AP", "AP50", "AP75", "voc_map40", "froc_cpm", "sensitivity_macro",
+                       "specificity_macro", "auroc_macro", "auroc_any")  # fmt: skip
+
     @configurable
     def __init__(
         self,

@@ -26,7 +26,13 @@ from torch import nn
 from ..fileio import atomic_write, write_json_atomic
 from .runtime import METADATA_KEY
 
-__all__ = ["DenseDetectorGraph", "EXPORT_FORMATS", "build_metadata", "export_model"]
+__all__ = [
+    "DenseDetectorGraph",
+    "EXPORT_FORMATS",
+    "build_metadata",
+    "check_exportable",
+    "export_model",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +86,34 @@ class DenseDetectorGraph(nn.Module):
     def _nhwa(t: torch.Tensor, anchors: int, dim: int) -> torch.Tensor:
         n, _, h, w = t.shape
         return t.reshape(n, anchors, dim, h, w).permute(0, 3, 4, 1, 2)
+
+
+def check_exportable(cfg) -> None:
+    """Refuse, before any weights are read, a config whose ``MODEL.META_ARCHITECTURE`` is not a
+    dense detector (detectron2's ``DenseDetector``: RetinaNet, CXRRetinaNet, EfficientDet).
+
+    Raises:
+        SystemExit naming the architecture and what it is (image-label classifier, two-stage
+        detector, other).
+    """
+    from detectron2.modeling import META_ARCH_REGISTRY
+    from detectron2.modeling.meta_arch.dense_detector import DenseDetector
+    from detectron2.modeling.meta_arch.rcnn import GeneralizedRCNN
+
+    name = cfg.MODEL.META_ARCHITECTURE
+    arch = META_ARCH_REGISTRY.get(name)
+    if isinstance(arch, type) and issubclass(arch, DenseDetector):
+        return
+    if isinstance(arch, type) and issubclass(arch, GeneralizedRCNN):
+        kind = "a two-stage detector (Faster R-CNN: its second stage pools regions chosen at run time)"
+    elif "Classifier" in name:
+        kind = "an image-label classifier (use it with tools/predict.py --backend torch)"
+    else:
+        kind = "not a dense detector"
+    raise SystemExit(
+        f"MODEL.META_ARCHITECTURE {name} is {kind}; tools/export.py exports dense detectors "
+        "only (RetinaNet and EfficientDet configs)"
+    )
 
 
 def build_metadata(

@@ -95,3 +95,27 @@ def test_onnxruntime_backend_needs_an_onnx_file(tmp_path):
                                    "--backend", "onnxruntime", "--input", DEMO_WEIGHTS,
                                    "--classes", ",".join(PHANTOM_CLASSES),
                                    "--output", str(tmp_path / "x")])  # fmt: skip
+
+
+def test_export_refuses_early_with_the_real_reason(tmp_path):
+    """Before any weights are read or anything is written: --int8 / --verify with TorchScript,
+    and a classifier config (named as one, not as a model without head_in_features)."""
+    import torch
+
+    out = tmp_path / "out"
+    for flag in (["--int8"], ["--verify", NAME]):
+        with pytest.raises(SystemExit, match=f"{flag[0]} works on the ONNX file"):
+            load_tool("export").main(["--config-file", DEMO_CONFIG, "--checkpoint", "absent.pth",
+                                      "--format", "torchscript", "--output", str(out), *flag])
+    cls_config = DEMO_CONFIG.replace("retinanet_demo.yaml", "classifier_R_50_slim.yaml")
+    with pytest.raises(SystemExit, match="CXRClassifier is an image-label classifier"):
+        load_tool("export").main(["--config-file", cls_config, "--checkpoint", "absent.pth",
+                                  "--output", str(out)])  # fmt: skip
+    assert not out.exists()
+    # predict.py on a TorchScript file: said so, with what to use instead
+    ts = tmp_path / "model.ts"
+    torch.jit.save(torch.jit.trace(torch.nn.Linear(2, 1), torch.zeros(1, 2)), str(ts))
+    with pytest.raises(ValueError, match="model.ts is a TorchScript program.*model.onnx"):
+        load_tool("predict").main(["--config-file", DEMO_CONFIG, "--checkpoint", str(ts),
+                                   "--input", DEMO_WEIGHTS, "--classes", ",".join(PHANTOM_CLASSES),
+                                   "--output", str(tmp_path / "p")])  # fmt: skip
