@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+from typing import Sequence
 
 import torch
 from detectron2.modeling import build_model
@@ -19,7 +21,9 @@ from ..modeling.test_time_augmentation import build_tta_model
 from ..registry import NamedRegistry
 
 __all__ = [
+    "EXPORTED_CONFIG_KEYS",
     "INFERENCE_BACKEND_REGISTRY",
+    "config_for_exported",
     "load_inference_model",
     "load_torch_model",
     "weights_digest",
@@ -82,6 +86,70 @@ def load_inference_model(
     load = INFERENCE_BACKEND_REGISTRY.get(backend)
     model, extra = load(cfg, checkpoint, allow_pickle=allow_pickle)
     return build_tta_model(cfg, model), extra
+
+
+#: Config keys whose values an exported ``model.onnx`` stores (its metadata names): the model
+#: runs at these, whatever the config says.
+EXPORTED_CONFIG_KEYS = {"INPUT.MIN_SIZE_TEST": "min_size_test", "INPUT.MAX_SIZE_TEST": "max_size_test"}
+
+
+def _override_keys(opts: Sequence[str]) -> set[str]:
+    return {str(k) for k in list(opts)[0::2]}
+
+
+def config_for_exported(cfg, exported: Sequence[str], opts: Sequence[str] = ()):
+    """``cfg`` with the settings stored in the exported models ``exported``
+    (:data:`EXPORTED_CONFIG_KEYS`): those of the files win over the config file's; only an
+    explicit ``KEY VALUE`` override in ``opts`` replaces them, with a warning.
+
+    Args:
+        cfg: the tool's frozen config.
+        exported: ``model.onnx`` files (other paths are passed over).
+        opts: the tool's ``KEY VALUE`` overrides.
+
+    Returns:
+        a frozen copy of ``cfg`` (``cfg`` itself when no exported file is given).
+
+    Raises:
+        SystemExit: the exported files store different values (evaluate them one by one).
+    """
+    from cxr_runtime.detector import load_metadata
+
+    from .paths import input_not_found
+
+    for p in exported:
+        if str(p).endswith(".onnx") and not os.path.isfile(p):
+            raise input_not_found("checkpoint", p, "--checkpoint")
+    metas = {p: load_metadata(p) for p in exported if str(p).endswith(".onnx")}
+    if not metas:
+        return cfg
+    cfg = cfg.clone()
+    cfg.defrost()
+    explicit = _override_keys(opts)
+    for key, name in EXPORTED_CONFIG_KEYS.items():
+        stored = {m[name] for m in metas.values()}
+        if len(stored) > 1:
+            raise SystemExit(f"the exported models store different {key} ({sorted(stored)}) in "
+                             f"{', '.join(metas)}: evaluate them one at a time")  # fmt: skip
+        value, node, leaf = stored.pop(), *_config_node(cfg, key)
+        if key in explicit and getattr(node, leaf) != value:
+            logger.warning("%s %s (KEY VALUE override) replaces the %s stored in %s: the model "
+                           "runs at a size it was not exported at", key, getattr(node, leaf),
+                           value, ", ".join(metas))  # fmt: skip
+        elif getattr(node, leaf) != value:
+            logger.info("%s %s from %s (the config's %s is not used)", key, value,
+                        ", ".join(metas), getattr(node, leaf))  # fmt: skip
+            setattr(node, leaf, value)
+    cfg.freeze()
+    return cfg
+
+
+def _config_node(cfg, key: str):
+    *path, leaf = key.split(".")
+    node = cfg
+    for part in path:
+        node = node[part]
+    return node, leaf
 
 
 def weights_digest(model: torch.nn.Module, checkpoint: str | None = None) -> str:

@@ -19,7 +19,7 @@ from ..evaluation.medical import MedicalResult
 from ..evaluation.operating_points import load_thresholds
 from .coco_json import export_coco
 from .evaluate import evaluate_checkpoints, evaluate_files, resolved_eval_kwargs
-from .model import load_inference_model
+from .model import config_for_exported, load_inference_model
 from .paths import check_output_dir, check_predict_output
 from .predictor import XrayPredictor, class_names_from_cfg, predict_files
 
@@ -167,6 +167,8 @@ def run_eval(args) -> dict | MedicalResult:
     if getattr(args, "gradcam", None) is not None:
         opts += ["CXR.VIS.GRADCAM_IMAGES", str(args.gradcam)]
     cfg = setup_config(args.config_file, opts, output_dir=args.output)
+    if args.backend != "torch":
+        cfg = config_for_exported(cfg, args.checkpoint, args.opts)
     dataset = _eval_dataset(args, cfg)
     kw = resolved_eval_kwargs(cfg, args)
     ev_kw = {k: kw[k] for k in ("cm_threshold", "bootstrap", "seed")}
@@ -211,6 +213,8 @@ def run_predict(args) -> dict:
     check_predict_output(args.output, args.input)
     setup_logging(args.output)
     cfg = setup_config(args.config_file, args.opts)
+    if args.backend != "torch":
+        cfg = config_for_exported(cfg, [args.checkpoint], args.opts)
     names = [c.strip() for c in args.classes.split(",") if c.strip()] or class_names_from_cfg(cfg)
     if not names:
         raise SystemExit(
