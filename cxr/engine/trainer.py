@@ -22,7 +22,7 @@ from detectron2.engine import DefaultTrainer, hooks
 from detectron2.utils import comm
 
 from ..data import build_mapper
-from ..data.checks import check_image_files
+from ..data.checks import check_class_count, check_image_files
 from ..data.mix import build_mix_mapper
 from ..evaluation import build_evaluator
 from ..modeling.test_time_augmentation import build_tta_model
@@ -47,6 +47,18 @@ def _train_dicts(cfg):
         min_keypoints=0,
         proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
     )
+
+
+def _check_model_classes(model, cfg) -> None:
+    """The built model's class count (``num_classes`` of the model or of its ROI heads) against
+    the ``thing_classes`` of ``DATASETS.TRAIN`` and ``DATASETS.TEST``, before any training."""
+    model = unwrap(model)
+    for part in (model, getattr(model, "roi_heads", None)):
+        n = getattr(part, "num_classes", None)
+        if isinstance(n, int):
+            check_class_count(n, [*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST],
+                              f"{cfg.MODEL.META_ARCHITECTURE}")  # fmt: skip
+            return
 
 
 class _ModelScalars:
@@ -87,6 +99,7 @@ class Trainer(DefaultTrainer):
         # DefaultTrainer.__init__ calls self.build_train_loader(cfg): hand it these records.
         self.build_train_loader = functools.partial(type(self).build_train_loader, dicts=dicts)
         super().__init__(cfg)
+        _check_model_classes(self.model, cfg)
 
     @classmethod
     def build_train_loader(cls, cfg, dicts: list[dict] | None = None):
@@ -114,6 +127,7 @@ class Trainer(DefaultTrainer):
         """Evaluate ``cfg.MODEL.WEIGHTS`` (or, with ``resume``, the last checkpoint of
         ``cfg.OUTPUT_DIR``) on ``cfg.DATASETS.TEST``; EMA weights are used when present."""
         model = cls.build_model(cfg)
+        _check_model_classes(model, cfg)
         path = cfg.MODEL.WEIGHTS
         finder = CXRCheckpointer(model, cfg.OUTPUT_DIR)
         if resume and finder.has_checkpoint():
