@@ -2,6 +2,7 @@
 and writing the converted checkpoint (+ a ready config) atomically."""
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import math
@@ -38,13 +39,20 @@ class ConversionReport:
     reinitialized: list[str] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
 
-    def summary(self) -> str:
-        """Human-readable lines: counts, then the dropped and re-initialized names, then notes."""
+    def summary(self, group_over: int = 3) -> str:
+        """Human-readable lines: counts, then the dropped and re-initialized names, then notes.
+
+        Dropped tensors that share their last name part with more than ``group_over`` others
+        (e.g. every BatchNorm's ``num_batches_tracked``) are one line with their count.
+        """
         lines = [
             f"kept {len(self.kept)} tensors, dropped {len(self.dropped)}, "
             f"re-initialized {len(self.reinitialized)}"
         ]
-        lines += [f"  dropped: {k}" for k in self.dropped]
+        leaves = collections.Counter(k.rsplit(".", 1)[-1] for k in self.dropped)
+        grouped = {leaf for leaf, n in leaves.items() if n > group_over}
+        lines += [f"  dropped: {k}" for k in self.dropped if k.rsplit(".", 1)[-1] not in grouped]
+        lines += [f"  dropped: {leaves[leaf]} tensors named *.{leaf}" for leaf in sorted(grouped)]
         lines += [f"  re-initialized: {k}" for k in self.reinitialized]
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)

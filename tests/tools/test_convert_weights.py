@@ -76,7 +76,12 @@ def test_torchvision_subcommand(tmp_path, capsys):
     torch.save(tv.state_dict(), src)
     out = str(tmp_path / "R-18-tv.pth")
     convert_weights.main(["torchvision", "--input", str(src), "--output", out])
-    assert "dropped: fc.weight" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "dropped: fc.weight" in text
+    # every BatchNorm's counter is dropped: one line with their count, not one line each
+    counters = sum(1 for k in tv.state_dict() if k.endswith("num_batches_tracked"))
+    assert counters == 20 and text.count("num_batches_tracked") == 1
+    assert f"dropped: {counters} tensors named *.num_batches_tracked" in text
     cfg = load_config(os.path.join(REPO, "configs/phantom/retinanet_R_18_FPN.yaml"),
                       ["MODEL.DEVICE", "cpu", "MODEL.RESNETS.STRIDE_IN_1X1", "False"])  # fmt: skip
     model = build_model(cfg)
