@@ -117,6 +117,8 @@ def evaluate_files(
             "file_names": coco_file_names(gt_json, image_ids, image_root),
             "gallery_size": gallery_size,
             "subtitle": f"{os.path.basename(detections_json)} on {os.path.basename(gt_json)}",
+            "missing_hint": "; pass --image-root FOLDER, the folder of the GT file's file_name "
+            "entries",
         },
     )
     if tensorboard:
