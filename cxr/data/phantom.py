@@ -370,6 +370,23 @@ def read_boxes(bbox_csv: str) -> pd.DataFrame:
     return df
 
 
+def read_manifest(output_dir: str, name: str = MANIFEST) -> dict | None:
+    """The manifest ``name`` of a rendered phantom folder, or None when there is none."""
+    path = os.path.join(output_dir, name)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def warn_replaced(output_dir: str, old: dict, key: dict) -> None:
+    """Say which settings of an existing rendered set a re-render replaces (e.g. its size)."""
+    changed = [f"{k} {old.get(k)} -> {v}" for k, v in key.items()
+               if old.get(k) != v and not k.endswith("sha256")]  # fmt: skip
+    logger.warning("Re-rendering the phantom set in %s over the existing one (%s)", output_dir,
+                   ", ".join(changed) or "inputs changed")  # fmt: skip
+
+
 def _cached_manifest(output_dir: str, key: dict, force: bool) -> tuple[dict | None, bool]:
     """(the manifest in ``output_dir`` or None, whether it matches ``key`` with every image
     present, i.e. the folder is up to date)."""
@@ -529,6 +546,7 @@ def generate_phantom_dataset(
     all_images = box_images + negatives
     os.makedirs(img_dir, exist_ok=True)
     if old is not None:  # stale previous render: drop the manifest first, extra images after
+        warn_replaced(output_dir, old, key)
         os.remove(os.path.join(output_dir, MANIFEST))
     render_all(render_jobs(all_images, boxes, img_dir, seed, size), workers)
     keep = set(all_images)

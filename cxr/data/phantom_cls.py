@@ -28,7 +28,14 @@ import pandas as pd
 
 from ..fileio import write_text_atomic
 from .datasets.nih_cls import PHANTOM_FINDINGS
-from .phantom import NIH_SIZE, raw_first_line, read_boxes, render_all, sha256_file
+from .phantom import (
+    NIH_SIZE,
+    raw_first_line,
+    read_boxes,
+    render_all,
+    sha256_file,
+    warn_replaced,
+)
 
 __all__ = ["CLS_MANIFEST", "generate_phantom_classification", "lesion_boxes"]
 
@@ -120,6 +127,7 @@ def generate_phantom_classification(
         if {k: old.get(k) for k in key} == key and os.path.isdir(img_dir):
             if len(os.listdir(img_dir)) >= num_images:
                 return {**old, "skipped": True, "seconds": time.perf_counter() - t0}
+        warn_replaced(output_dir, old, key)
     boxes = read_boxes(bbox_csv)
     entry = pd.read_csv(data_entry_csv, dtype=str, keep_default_na=False)
     if entry.shape[1] < 11:
