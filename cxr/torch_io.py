@@ -35,8 +35,9 @@ def load_weights_only(path: str, *, error: type[Exception] = ValueError) -> Any:
 
     Raises:
         FileNotFoundError: ``path`` does not exist (as ``open`` raises it).
-        error: a TorchScript archive (named as such, with what to use instead), or anything else ``torch.load`` refuses (objects beyond tensors and containers, a
-            truncated or non-torch file), with a message naming the file and torch's reason.
+        error: a TorchScript archive (named as such, with what to use instead), or anything
+            else ``torch.load`` refuses (objects beyond tensors and containers, a truncated or
+            non-torch file), with a message naming the file and torch's reason.
     """
     import torch  # here, so that importing this module stays cheap
 

@@ -91,7 +91,10 @@ def load_inference_model(
 
 #: Config keys whose values an exported ``model.onnx`` stores (its metadata names): the model
 #: runs at these, whatever the config says.
-EXPORTED_CONFIG_KEYS = {"INPUT.MIN_SIZE_TEST": "min_size_test", "INPUT.MAX_SIZE_TEST": "max_size_test"}
+EXPORTED_CONFIG_KEYS = {
+    "INPUT.MIN_SIZE_TEST": "min_size_test",
+    "INPUT.MAX_SIZE_TEST": "max_size_test",
+}
 
 
 def _override_keys(opts: Sequence[str]) -> set[str]:

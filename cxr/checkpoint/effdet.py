@@ -239,7 +239,8 @@ def effdet_reference_state(arch: str, num_classes: int, base: str) -> dict[str, 
 
     a = EFFDET_ARCHS[arch]
     cfg = load_config(base, [
-        "MODEL.BIFPN.PRESET", a.preset, "MODEL.ANCHOR_GENERATOR.NAME", "EfficientDetAnchorGenerator",
+        "MODEL.BIFPN.PRESET", a.preset,
+        "MODEL.ANCHOR_GENERATOR.NAME", "EfficientDetAnchorGenerator",
         "MODEL.ANCHOR_GENERATOR.ANCHOR_SCALE", str(a.anchor_scale),
         "MODEL.RETINANET.NUM_CLASSES", str(num_classes), "MODEL.DEVICE", "cpu",
     ])  # fmt: skip

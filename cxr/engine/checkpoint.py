@@ -205,6 +205,25 @@ class CXRCheckpointer(DetectionCheckpointer):
             )
         return incompatible
 
+    def _log_incompatible_keys(self, incompatible) -> None:
+        """detectron2's report, except that a class layer for another class count (a
+        ``cls_score`` tensor differing in its output dimension only, e.g. a COCO start's 90-class
+        layer in an 8-class model) is one INFO line: it keeps its initialization, as meant."""
+        layer = [(k, a, b) for k, a, b in incompatible.incorrect_shapes
+                 if "cls_score" in k.split(".") and tuple(a[1:]) == tuple(b[1:])]  # fmt: skip
+        if layer:
+            names = {k for k, _, _ in layer}
+            self.logger.info(
+                "Class layer %s keeps its initialization: %d outputs in the checkpoint, %d in "
+                "this model (another class count)", ", ".join(sorted(names)), layer[0][1][0],
+                layer[0][2][0],
+            )  # fmt: skip
+            incompatible = incompatible._replace(
+                incorrect_shapes=[x for x in incompatible.incorrect_shapes if x[0] not in names],
+                missing_keys=[k for k in incompatible.missing_keys if k not in names],
+            )
+        super()._log_incompatible_keys(incompatible)
+
     def _load_file(self, filename: str) -> dict:
         if filename.endswith(".pkl"):
             try:

@@ -229,7 +229,8 @@ def test_files_mode_refuses_checkpoint_only_options(tmp_path):
     g, d = tmp_path / "gt.json", tmp_path / "det.json"
     g.write_text(json.dumps(gt)), d.write_text(json.dumps(dets))
     base = ["--gt-json", str(g), "--detections", str(d), "--output", str(tmp_path / "o")]
-    for extra, named in ((["--gradcam", "4"], "--gradcam"), (["--best-metric", "AP"], "--best-metric"),
+    for extra, named in ((["--gradcam", "4"], "--gradcam"),
+                         (["--best-metric", "AP"], "--best-metric"),
                          (["CXR.EVAL.BOOTSTRAP", "5"], "KEY VALUE overrides")):  # fmt: skip
         with pytest.raises(SystemExit, match=f"{named} has no effect in files mode"):
             load_tool("eval").main(base + extra)
