@@ -20,6 +20,15 @@ Supplies only what is missing, and nothing else:
   accept any ``LRScheduler``, as later detectron2 releases do; applied only when the installed
   hook still drops a torch 2 scheduler's state.
 
+* fvcore's import-time ``torch.jit.script`` calls (``fvcore.nn``, imported by detectron2's
+  layers) make torch 2.10+ print ``FutureWarning: `torch.jit.script` is deprecated`` once per
+  scripted function, in every tool, even with ``--help``. That one warning, raised by
+  ``torch.jit._script``, is filtered before fvcore is imported; so is the
+  ``torch.meshgrid: in an upcoming release, it will be required to pass the indexing argument``
+  ``UserWarning`` that detectron2 v0.6's anchor generators trigger in every detector run
+  (``torch.meshgrid(shifts_y, shifts_x)``, whose default ``ij`` indexing is what they mean).
+  Every other warning is kept.
+
 * ``np.int`` in ``detectron2.data.build``: NumPy 2 removed the alias, so
   ``print_instances_class_histogram`` raised AttributeError, which
   ``get_detection_dataset_dicts`` swallows: the table of instances per class that detectron2
@@ -309,10 +318,25 @@ def _patch_create_ddp_model() -> bool:
     return True
 
 
+#: The known warnings :func:`_filter_known_warnings` silences: (category, message, module).
+KNOWN_WARNINGS = (
+    (FutureWarning, r"`torch\.jit\.script` is deprecated", r"torch\.jit\._script"),
+    (UserWarning, r"torch\.meshgrid: in an upcoming release", r"torch\.functional"),
+)
+
+
+def _filter_known_warnings() -> None:
+    import warnings
+
+    for category, message, module in KNOWN_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category, module=module)
+
+
 def install() -> None:
     """Apply every shim that is needed; idempotent."""
     global STANDIN_C
     require_detectron2()
+    _filter_known_warnings()  # before anything imports fvcore
     STANDIN_C = _install_standin_c() or STANDIN_C
     _patch_pillow()
     _patch_map_dataset()

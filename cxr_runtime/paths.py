@@ -38,12 +38,16 @@ def check_output_dir(output_dir: str, inputs: Sequence[str]) -> None:
 
 
 def check_predict_output(output_dir: str, inputs: Sequence[str]) -> None:
-    """Refuse an output folder that is an input folder, lies inside one, is the folder of an
-    input file, or is an input file.
+    """Refuse a missing input first, then an output folder that is an input folder, lies
+    inside one, is the folder of an input file, or is an input file.
 
     Raises:
-        ValueError naming the input.
+        FileNotFoundError naming a missing input (:func:`input_not_found`); ValueError naming
+        the input an output folder would touch.
     """
+    for p in inputs:
+        if not os.path.exists(p):
+            raise input_not_found("input", p, "--input")
     out = os.path.realpath(output_dir)
     for p in inputs:
         rp = os.path.realpath(p)

@@ -51,8 +51,14 @@ def main(argv=None) -> int:
     )
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--force", action="store_true", help="re-render even if up to date")
+    p.add_argument(
+        "--keep-existing", action="store_true",
+        help="render only when the folder holds no rendered set; keep one of any size",
+    )  # fmt: skip
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.keep_existing and _kept(args):
+        return 0
     if args.classification:
         return _classification(args)
     if args.dicom:
@@ -74,6 +80,23 @@ def main(argv=None) -> int:
         f"negatives) at {m['size']} px {state} in {args.output} ({m['seconds']:.1f} s)"
     )
     return 0
+
+
+def _kept(args) -> bool:
+    """--keep-existing: report the rendered set already in the output folder, if any."""
+    from cxr.data.phantom import MANIFEST, read_manifest
+    from cxr.data.phantom_cls import CLS_MANIFEST
+
+    name = "phantom_nih_cls" if args.classification else "phantom_nih"
+    out = args.output or os.path.join(HERE, name)
+    m = read_manifest(out, CLS_MANIFEST if args.classification else MANIFEST)
+    if m is None:
+        return False
+    print(
+        f"{name}: kept the existing {m['num_images']} images at {m['size']} px in {out} "
+        f"(--keep-existing; asked {args.size} px; --force re-renders)"
+    )
+    return True
 
 
 def _classification(args) -> int:

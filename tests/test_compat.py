@@ -237,3 +237,24 @@ def test_multiprocess_launch_without_cuda_uses_gloo_only_where_detectron2_lacks_
     monkeypatch.delattr(launch, "_cxr_nccl_worker")
     assert compat._patch_launch_gloo() is False
     assert launch._distributed_worker is later_worker
+
+
+def test_fvcore_jit_script_warning_is_filtered_and_others_kept():
+    """``import cxr`` (detectron2 -> fvcore.nn scripts functions at import) prints no
+    ``torch.jit.script is deprecated`` warning; the same warning raised by a caller other than
+    torch.jit._script, and any other FutureWarning, still print."""
+    proc = subprocess.run(
+        [sys.executable, "-W", "default", "-c", textwrap.dedent(
+            """
+            import warnings
+            import cxr, detectron2.layers, fvcore.nn
+            warnings.warn("`torch.jit.script` is deprecated. (raised here)", FutureWarning)
+            warnings.warn("another future change", FutureWarning)
+            """
+        )],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if "Warning:" in ln]
+    assert len(lines) == 2, proc.stderr
+    assert "(raised here)" in lines[0] and "another future change" in lines[1]

@@ -76,3 +76,18 @@ def test_every_weights_reader_refuses_code_with_its_own_error(tmp_path, caller):
     with pytest.raises(error, match=r"evil\.pth: cannot be loaded with torch\.load"):
         read(str(path))
     assert not marker.exists()
+
+
+def test_a_torchscript_file_is_named_with_what_to_use_instead(tmp_path):
+    """A ``model.ts`` (torch.jit.save) given as weights: the error says it is TorchScript and
+    points at model.onnx / torch.jit.load, instead of an unpickling failure."""
+    from cxr.engine.checkpoint import UnsafeCheckpointError
+    from cxr.torch_io import is_torchscript_archive
+
+    ts = tmp_path / "model.ts"
+    torch.jit.save(torch.jit.trace(torch.nn.Linear(2, 1), torch.zeros(1, 2)), str(ts))
+    torch.save({"w": torch.zeros(2)}, tmp_path / "w.pth")
+    assert is_torchscript_archive(str(ts)) and not is_torchscript_archive(str(tmp_path / "w.pth"))
+    with pytest.raises(UnsafeCheckpointError, match=r"model\.ts is a TorchScript program.*"
+                       r"model\.onnx.*torch\.jit\.load"):  # fmt: skip
+        load_weights_only(str(ts), error=UnsafeCheckpointError)

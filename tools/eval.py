@@ -71,7 +71,12 @@ def parse_args(argv=None):
     p.add_argument("--thresholds", default="", help="thresholds.json: per-class operating points")
     p.add_argument("--bootstrap", type=int, default=None, help="bootstrap resamples (0 = no CIs)")
     p.add_argument("--seed", type=int, default=None, help="bootstrap seed")
-    p.add_argument("--best-metric", default="AP50", help="metric naming the best checkpoint")
+    p.add_argument(
+        "--best-metric",
+        default=None,
+        help="metric naming the best checkpoint (default: the evaluator's: AP50 for detectors, "
+        "auroc_macro for classifiers)",
+    )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument(
         "--gallery-size",

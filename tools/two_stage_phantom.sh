@@ -4,12 +4,16 @@
 # classifier's trunk with the same detection budget, and (RECIPES=1) the same budget with
 # Mixup, CutMix, Mosaic and SWA. Prints the classifier's test AUROC table and one AP50 line per
 # detection run (phantom_nih_test). A run whose test metrics exist in OUT is not repeated (delete
-# OUT to start over).
+# OUT to start over). The phantom sets are rendered only when missing: existing ones are kept
+# whatever their size (the runs resize to SIZE), and the script says so.
 #
 #   bash tools/two_stage_phantom.sh                       # defaults below
 #   SIZE=160 CLS_ITERS=300 DET_ITERS=300 RECIPES=1 bash tools/two_stage_phantom.sh
 set -euo pipefail
-PY=${PY:-python}
+# the repository's environment (make setup) unless PY names another interpreter
+if [ -z "${PY:-}" ]; then
+  if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
+fi
 SIZE=${SIZE:-160}            # input side (train and test), pixels
 CLS_ITERS=${CLS_ITERS:-300}  # classifier iterations
 DET_ITERS=${DET_ITERS:-300}  # detection iterations per run
@@ -20,9 +24,13 @@ BATCH=${BATCH:-8}             # images per batch (classifier and detectors)
 SIZES=(INPUT.MIN_SIZE_TRAIN "($SIZE,)" INPUT.MAX_SIZE_TRAIN "$SIZE" INPUT.MIN_SIZE_TEST "$SIZE"
        INPUT.MAX_SIZE_TEST "$SIZE" SOLVER.IMS_PER_BATCH "$BATCH" DATALOADER.NUM_WORKERS 1 SEED 0)
 
+DATA=${DETECTRON2_DATASETS:-datasets}  # where the data sets are registered from
+
 mkdir -p "$OUT" && rm -f "$OUT/summary.txt"
-$PY datasets/prepare_phantom.py --output datasets/phantom_nih --size 512 --seed 0 --negatives 300
-$PY datasets/prepare_phantom.py --classification "$CLS_IMAGES" --size 256 --seed 0
+$PY datasets/prepare_phantom.py --output "$DATA/phantom_nih" --size 512 --seed 0 --negatives 300 \
+  --keep-existing
+$PY datasets/prepare_phantom.py --classification "$CLS_IMAGES" --output "$DATA/phantom_nih_cls" \
+  --size 256 --seed 0 --keep-existing
 
 [ -f "$OUT/classifier/inference/phantom_nih_cls_test/metrics.json" ] ||
 $PY tools/train_net.py --config-file configs/phantom/classifier_R_50_slim.yaml "${SIZES[@]}" \

@@ -27,6 +27,9 @@ __all__ = ["dataset_to_coco", "export_coco", "load_coco_files"]
 
 logger = logging.getLogger(__name__)
 
+#: The ``info`` entry of a COCO GT file naming the folder its relative ``file_name`` are in.
+IMAGE_ROOT_KEY = "image_root"
+
 
 def _box(v, path: str, where: str, positive: bool = False) -> list[float]:
     """``[x, y, w, h]`` floats; ``w, h >= 0`` (``> 0`` when ``positive``, for GT boxes)."""
@@ -225,7 +228,8 @@ def load_coco_files(
 def dataset_to_coco(dataset_name: str) -> dict:
     """A registered data set as a COCO ground-truth dict.
 
-    Images: ``id`` = the record's ``image_id``, ``file_name`` = its base name, ``height`` /
+    Images: ``id`` = the record's ``image_id``, ``file_name`` = its path relative to the
+    folder all the images are in, which ``info.image_root`` names (absolute), ``height`` /
     ``width``, plus ``patient_id`` when known. Categories: ids from
     :func:`~cxr.evaluation.records.coco_category_ids` (1-based in ``thing_classes`` order for
     the cxr data sets). Annotations: XYWH_ABS ``bbox``, ``area`` = w * h, ``iscrowd``, ids 1..n.
@@ -233,9 +237,11 @@ def dataset_to_coco(dataset_name: str) -> dict:
     dicts = DatasetCatalog.get(dataset_name)
     classes = list(MetadataCatalog.get(dataset_name).thing_classes)
     cat_ids = coco_category_ids(MetadataCatalog.get(dataset_name), len(classes))
+    files = [os.path.abspath(d["file_name"]) for d in dicts]
+    root = os.path.commonpath([os.path.dirname(f) for f in files]) if files else ""
     images, annotations = [], []
-    for d in dicts:
-        im = {"id": d["image_id"], "file_name": os.path.basename(d["file_name"])}
+    for d, path in zip(dicts, files):
+        im = {"id": d["image_id"], "file_name": os.path.relpath(path, root)}
         im.update({k: d[k] for k in ("height", "width", "patient_id") if d.get(k) is not None})
         images.append(im)
         for a in d.get("annotations", []):
@@ -253,7 +259,8 @@ def dataset_to_coco(dataset_name: str) -> dict:
                 }
             )
     categories = [{"id": cat_ids[k], "name": n} for k, n in enumerate(classes)]
-    return {"images": images, "annotations": annotations, "categories": categories}
+    info = {"description": f"cxr data set {dataset_name}", IMAGE_ROOT_KEY: root}
+    return {"info": info, "images": images, "annotations": annotations, "categories": categories}
 
 
 def export_coco(dataset_name: str, output: str) -> dict:
@@ -264,20 +271,24 @@ def export_coco(dataset_name: str, output: str) -> dict:
     """
     coco = dataset_to_coco(dataset_name)
     write_text_atomic(output, json.dumps(coco))
-    return {k: len(v) for k, v in coco.items()}
+    return {k: len(coco[k]) for k in ("images", "annotations", "categories")}
 
 
 def coco_file_names(gt_json: str, image_ids: Sequence, image_root: str | None = None) -> list[str]:
     """The image file of each of ``image_ids`` in a COCO GT file (for report thumbnails).
 
     Args:
-        image_root: folder that relative ``file_name`` entries are in (default: the GT file's
-            folder). Images without ``file_name`` get "".
+        image_root: folder that relative ``file_name`` entries are in (default: the file's
+            ``info.image_root``, as :func:`export_coco` writes it, relative to the GT file's
+            folder when relative; else the GT file's folder). Images without ``file_name``
+            get "".
 
     Returns:
         paths in the order of ``image_ids``.
     """
     gt = read_json(gt_json, "ground-truth")
-    root = image_root if image_root else os.path.dirname(os.path.abspath(gt_json))
+    here = os.path.dirname(os.path.abspath(gt_json))
+    info = gt.get("info") if isinstance(gt.get("info"), dict) else {}
+    root = image_root or os.path.join(here, str(info.get(IMAGE_ROOT_KEY) or ""))
     names = {im["id"]: str(im.get("file_name") or "") for im in gt["images"]}
     return [os.path.join(root, names[i]) if names[i] else "" for i in image_ids]

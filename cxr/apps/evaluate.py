@@ -28,7 +28,7 @@ from detectron2.data import MetadataCatalog
 from tqdm import tqdm
 
 from ..engine.inference import load_inference_model, weights_digest
-from ..evaluation.build import build_evaluator
+from ..evaluation.build import build_evaluator, evaluator_metrics
 from ..evaluation.config import eval_kwargs_from_cfg
 from ..evaluation.medical import MedicalResult, compute_medical_metrics, flat_results
 from ..evaluation.operating_points import load_thresholds
@@ -49,17 +49,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SUMMARY_KEYS = (
-    "AP",
-    "AP50",
-    "AP75",
-    "voc_map40",
-    "froc_cpm",
-    "sensitivity_macro",
-    "specificity_macro",
-    "auroc_macro",
-    "auroc_any",
-)
+#: The summary metrics of a detector evaluation (each evaluator names its own).
+SUMMARY_KEYS = CXREvaluator.SUMMARY_METRICS
 
 
 def write_tensorboard(output_dir: str, results: list[tuple[int, MedicalResult]], names) -> str:
@@ -123,6 +114,8 @@ def evaluate_files(
             "file_names": coco_file_names(gt_json, image_ids, image_root),
             "gallery_size": gallery_size,
             "subtitle": f"{os.path.basename(detections_json)} on {os.path.basename(gt_json)}",
+            "missing_hint": "; pass --image-root FOLDER, the folder of the GT file's file_name "
+            "entries",
         },
     )
     if tensorboard:
@@ -197,6 +190,15 @@ def _evaluate_model(cfg, model, dataset_name: str, report_dir: str, evaluator_kw
     return flat, result, names
 
 
+def _check_best_metric(metric: str, flat: dict) -> None:
+    """Refuse a ``--best-metric`` the evaluation does not compute (nothing to rank by)."""
+    if metric not in flat:
+        raise ValueError(
+            f"--best-metric {metric!r} is not a metric of this evaluation; available: "
+            + ", ".join(sorted(flat))
+        )
+
+
 def write_gradcam_images(cfg, model, dataset_name: str, out_dir: str, evaluator_kwargs=None):
     """The Grad-CAM overlays of the first ``CXR.VIS.GRADCAM_IMAGES`` records of
     ``dataset_name`` (:class:`~cxr.engine.gradcam_hook.GradCAMRenderer`) as
@@ -236,12 +238,12 @@ def write_gradcam_images(cfg, model, dataset_name: str, out_dir: str, evaluator_
     return paths
 
 
-def _summary_row(path: str, step: int, flat: dict) -> dict:
+def _summary_row(path: str, step: int, flat: dict, keys: Sequence[str]) -> dict:
     return {
         "checkpoint": path,
         "iteration": step,
         "same_weights": "",
-        **{k: flat.get(k, float("nan")) for k in SUMMARY_KEYS},
+        **{k: flat.get(k, float("nan")) for k in keys},
     }
 
 
@@ -254,13 +256,15 @@ def _write_summary(output_dir: str, rows: list[dict], best: dict | None, metric:
     """``checkpoints.csv``, the table in the log and ``best.json`` of a several-checkpoint run."""
     from tabulate import tabulate
 
+    keys = [k for k in rows[0] if k not in ("checkpoint", "iteration", "same_weights")]
+
     write_csv(os.path.join(output_dir, "checkpoints.csv"), rows)
     table = [
         [os.path.basename(r["checkpoint"]), r["iteration"]]
-        + [f"{100 * r[k]:.1f}" for k in SUMMARY_KEYS]
+        + [f"{100 * r[k]:.1f}" for k in keys]
         for r in rows
     ]
-    logger.info("\n%s", tabulate(table, headers=["checkpoint", "iter", *SUMMARY_KEYS]))
+    logger.info("\n%s", tabulate(table, headers=["checkpoint", "iter", *keys]))
     if best is not None:
         write_json_atomic(
             os.path.join(output_dir, "best.json"),
@@ -280,7 +284,7 @@ def evaluate_checkpoints(
     dataset_name: str,
     output_dir: str,
     *,
-    best_metric: str = "AP50",
+    best_metric: str | None = None,
     evaluator_kwargs: dict | None = None,
     backend: str = "torch",
 ) -> dict:
@@ -295,6 +299,9 @@ def evaluate_checkpoints(
     ``same_weights`` column.
 
     Args:
+        best_metric: a flat metric of the evaluation (default: the evaluator's
+            ``DEFAULT_BEST_METRIC``: ``AP50`` for detectors, ``auroc_macro`` for classifiers;
+            :func:`~cxr.evaluation.build.evaluator_metrics`).
         evaluator_kwargs: options of the data set's evaluator replacing the config's
             (:func:`~cxr.evaluation.build_evaluator`; an unknown one raises ``ValueError``).
         backend: inference backend (:func:`~cxr.engine.inference.load_inference_model`).
@@ -302,7 +309,14 @@ def evaluate_checkpoints(
     Returns:
         ``{"checkpoints": [{"checkpoint", "iteration", "same_weights", <summary metrics>}],
         "best", "metrics": [every metric the evaluator returned, per row]}``.
+
+    Raises:
+        ValueError: ``best_metric`` is not computed by the evaluation (the message lists those
+            that are).
     """
+    default_best, summary = evaluator_metrics(dataset_name)
+    best_metric = best_metric or default_best
+    keys = list(dict.fromkeys([*summary, best_metric]))
     ckpts = find_checkpoints(checkpoints)
     check_output_dir(output_dir, list(ckpts))
     rows, tb_results, seen, metrics = [], [], {}, []
@@ -320,9 +334,10 @@ def evaluate_checkpoints(
         step = int(it) if isinstance(it, (int, np.integer)) else i
         sub = _report_dir(output_dir, path, len(ckpts) > 1)
         flat, result, names = _evaluate_model(cfg, model, dataset_name, sub, evaluator_kwargs)
+        _check_best_metric(best_metric, flat)
         write_gradcam_images(cfg, model, dataset_name, os.path.join(sub, "gradcam"),
                              evaluator_kwargs)  # fmt: skip
-        rows.append(_summary_row(path, step, flat))
+        rows.append(_summary_row(path, step, flat, keys))
         metrics.append(flat)
         seen[digest] = rows[-1]
         if result is not None:
@@ -331,7 +346,7 @@ def evaluate_checkpoints(
             "%s (iteration %s): %s",
             path,
             step,
-            ", ".join(f"{k} {flat.get(k, float('nan')):.4f}" for k in SUMMARY_KEYS),
+            ", ".join(f"{k} {flat.get(k, float('nan')):.4f}" for k in keys),
         )
         del model
     if tb_results:

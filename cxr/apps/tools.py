@@ -20,6 +20,7 @@ from ..evaluation.medical import MedicalResult
 from ..evaluation.operating_points import load_thresholds
 from .coco_json import export_coco
 from .evaluate import evaluate_checkpoints, evaluate_files, resolved_eval_kwargs
+from .exported import config_for_exported
 from .paths import check_output_dir, check_predict_output
 from .predictor import XrayPredictor, class_names_from_cfg, predict_files
 
@@ -58,11 +59,38 @@ def register_nih_folder(image_folder: str, annotations: str, data_entry: str = "
     return name
 
 
+#: ``tools/eval.py`` options that only the checkpoints mode uses: (attribute, flag, unset value).
+CHECKPOINT_MODE_ONLY = (
+    ("gradcam", "--gradcam", None),
+    ("best_metric", "--best-metric", None),
+    ("backend", "--backend", "torch"),
+    ("image_folder", "--image-folder", ""),
+    ("annotations", "--annotations", ""),
+    ("data_entry", "--data-entry", ""),
+    ("opts", "KEY VALUE overrides", []),
+)
+
+
+def _refuse_unused(args, mode: str, unused=CHECKPOINT_MODE_ONLY) -> None:
+    """Refuse options ``mode`` would silently ignore.
+
+    Raises:
+        SystemExit naming them.
+    """
+    given = [flag for attr, flag, unset in unused if getattr(args, attr, unset) not in (unset, ())]
+    if given:
+        raise SystemExit(
+            f"{', '.join(given)} {'has' if len(given) == 1 else 'have'} no effect in {mode} "
+            "(they apply to checkpoints mode: --config-file and --checkpoint); leave them out"
+        )
+
+
 def _eval_files_mode(args) -> MedicalResult:
     if not (args.gt_json and args.detections):
         raise SystemExit("files mode needs both --gt-json and --detections")
     if args.checkpoint or args.config_file:
         raise SystemExit("give either --gt-json/--detections or --config-file/--checkpoint")
+    _refuse_unused(args, "files mode (--gt-json/--detections)")
     check_output_dir(args.output, [args.gt_json, args.detections, args.thresholds])
     setup_logging(args.output)
     cfg = get_cfg()
@@ -86,6 +114,7 @@ def _eval_classification_files(args):
 
     if not args.dataset or args.checkpoint or args.config_file:
         raise SystemExit("--predictions goes with --dataset (a registered classification set) only")
+    _refuse_unused(args, "files mode (--dataset/--predictions)")
     check_output_dir(args.output, [args.predictions, args.thresholds])
     setup_logging(args.output)
     kw = resolved_eval_kwargs(get_cfg(), args)
@@ -139,6 +168,8 @@ def run_eval(args) -> dict | MedicalResult:
     if getattr(args, "gradcam", None) is not None:
         opts += ["CXR.VIS.GRADCAM_IMAGES", str(args.gradcam)]
     cfg = setup_config(args.config_file, opts, output_dir=args.output)
+    if args.backend != "torch":
+        cfg = config_for_exported(cfg, args.checkpoint, args.opts)
     dataset = _eval_dataset(args, cfg)
     return evaluate_checkpoints(
         _with_eval_flags(cfg, args),
@@ -198,6 +229,8 @@ def run_predict(args) -> dict:
     check_predict_output(args.output, args.input)
     setup_logging(args.output)
     cfg = setup_config(args.config_file, args.opts)
+    if args.backend != "torch":
+        cfg = config_for_exported(cfg, [args.checkpoint], args.opts)
     names = [c.strip() for c in args.classes.split(",") if c.strip()] or class_names_from_cfg(cfg)
     if not names:
         raise SystemExit(

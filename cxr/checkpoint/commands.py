@@ -7,8 +7,8 @@ import os
 
 from ..modeling.backbone.timm_trunk import fetch_timm_state_dict, load_state_dict_file
 from ..torch_io import load_weights_only
-from .common import ConversionReport, write_checkpoint, write_config
-from .effdet import EFFDET_ARCHS, convert_effdet_state, effdet_config_body
+from .common import ConversionReport, check_against_model, write_checkpoint, write_config
+from .effdet import EFFDET_ARCHS, convert_effdet_state, effdet_config_body, effdet_reference_state
 from .resnet import convert_torchvision_resnet
 from .torchxrayvision import convert_xrv_state, load_xrv_model
 
@@ -29,9 +29,11 @@ def _effdet(args: argparse.Namespace) -> None:
     num_classes = converted["head.cls_score.1.weight"].shape[0] // (
         converted["head.bbox_pred.1.weight"].shape[0] // 4
     )
+    base = args.base or os.path.join(args.configs, "nih", arch.zoo_config)
+    reference = effdet_reference_state(args.arch, num_classes, base)
+    check_against_model(converted, reference, args.arch)  # before anything is written
     meta = {"source": os.path.basename(args.input), "arch": args.arch, "converter": "effdet"}
     write_checkpoint(args.output, converted, meta)
-    base = args.base or os.path.join(args.configs, "nih", arch.zoo_config)
     yaml_path = os.path.splitext(args.output)[0] + ".yaml"
     write_config(yaml_path, base, args.output, effdet_config_body(args.arch, num_classes),
                  f"{args.arch} converted from effdet ({os.path.basename(args.input)})")  # fmt: skip

@@ -2,6 +2,7 @@
 and writing the converted checkpoint (+ a ready config) atomically."""
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import math
@@ -11,7 +12,13 @@ import torch
 
 from ..fileio import atomic_write, write_text_atomic
 
-__all__ = ["ConversionReport", "reinit_class_layer", "write_checkpoint", "write_config"]
+__all__ = [
+    "ConversionReport",
+    "check_against_model",
+    "reinit_class_layer",
+    "write_checkpoint",
+    "write_config",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -32,16 +39,57 @@ class ConversionReport:
     reinitialized: list[str] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
 
-    def summary(self) -> str:
-        """Human-readable lines: counts, then the dropped and re-initialized names, then notes."""
+    def summary(self, group_over: int = 3) -> str:
+        """Human-readable lines: counts, then the dropped and re-initialized names, then notes.
+
+        Dropped tensors that share their last name part with more than ``group_over`` others
+        (e.g. every BatchNorm's ``num_batches_tracked``) are one line with their count.
+        """
         lines = [
             f"kept {len(self.kept)} tensors, dropped {len(self.dropped)}, "
             f"re-initialized {len(self.reinitialized)}"
         ]
-        lines += [f"  dropped: {k}" for k in self.dropped]
+        leaves = collections.Counter(k.rsplit(".", 1)[-1] for k in self.dropped)
+        grouped = {leaf for leaf, n in leaves.items() if n > group_over}
+        lines += [f"  dropped: {k}" for k in self.dropped if k.rsplit(".", 1)[-1] not in grouped]
+        lines += [f"  dropped: {leaves[leaf]} tensors named *.{leaf}" for leaf in sorted(grouped)]
         lines += [f"  re-initialized: {k}" for k in self.reinitialized]
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+def check_against_model(
+    converted: dict[str, torch.Tensor], reference: dict[str, torch.Tensor], target: str,
+    shown: int = 5,
+) -> None:
+    """Refuse a conversion that does not fit the model it is meant for: every converted tensor
+    must exist in ``reference`` (the target model's state dict) with the same shape, and every
+    reference tensor (BatchNorm counters aside) must be converted.
+
+    Args:
+        converted: the converted state dict.
+        reference: the target architecture's state dict (e.g. ``build_model(cfg).state_dict()``).
+        target: names the architecture in the message.
+        shown: how many differing tensors the message names.
+
+    Raises:
+        ValueError naming the first tensors that differ and the counts.
+    """
+    shape = [f"{k} {tuple(v.shape)} vs {tuple(reference[k].shape)}"
+             for k, v in converted.items() if k in reference and reference[k].shape != v.shape]
+    unexpected = [k for k in converted if k not in reference]
+    missing = [k for k in reference
+               if k not in converted and not k.endswith("num_batches_tracked")]  # fmt: skip
+    if not (shape or unexpected or missing):
+        return
+    first = (shape + [f"{k} (not in {target})" for k in unexpected]
+             + [f"{k} (missing from the input)" for k in missing])[:shown]  # fmt: skip
+    raise ValueError(
+        f"the input does not fit {target}: {len(shape)} tensors differ in shape, "
+        f"{len(unexpected)} are not in {target}, {len(missing)} of {target} are missing; first: "
+        + "; ".join(first)
+        + ". Pass the --arch the file was trained as"
+    )
 
 
 def reinit_class_layer(

@@ -26,7 +26,13 @@ import torch
 
 from .common import ConversionReport, reinit_class_layer
 
-__all__ = ["EFFDET_ARCHS", "EffdetArch", "convert_effdet_state", "effdet_config_body"]
+__all__ = [
+    "EFFDET_ARCHS",
+    "EffdetArch",
+    "convert_effdet_state",
+    "effdet_config_body",
+    "effdet_reference_state",
+]
 
 _EPS_EFFDET, _EPS_CXR = 1e-3, 1e-5
 IMAGENET_MEAN, IMAGENET_STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
@@ -221,3 +227,21 @@ def effdet_config_body(arch: str, num_classes: int) -> str:
         f"  RETINANET:\n    NUM_CLASSES: {num_classes}\n"
         'INPUT:\n  FORMAT: "RGB"\n'
     )
+
+
+def effdet_reference_state(arch: str, num_classes: int, base: str) -> dict[str, torch.Tensor]:
+    """The state dict of cxr's model for ``arch`` (random weights, CPU): config ``base`` (a zoo
+    config) with the architecture's preset, anchors and ``num_classes``; what a conversion for
+    ``arch`` must fit (:func:`~cxr.checkpoint.common.check_against_model`)."""
+    from detectron2.modeling import build_model
+
+    from ..config import load_config
+
+    a = EFFDET_ARCHS[arch]
+    cfg = load_config(base, [
+        "MODEL.BIFPN.PRESET", a.preset,
+        "MODEL.ANCHOR_GENERATOR.NAME", "EfficientDetAnchorGenerator",
+        "MODEL.ANCHOR_GENERATOR.ANCHOR_SCALE", str(a.anchor_scale),
+        "MODEL.RETINANET.NUM_CLASSES", str(num_classes), "MODEL.DEVICE", "cpu",
+    ])  # fmt: skip
+    return build_model(cfg).state_dict()

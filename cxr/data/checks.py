@@ -6,7 +6,7 @@ import logging
 import os
 from typing import Sequence
 
-__all__ = ["check_image_files"]
+__all__ = ["check_class_count", "check_image_files"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,3 +51,25 @@ def check_image_files(
         )
     logger.warning("%s; they are skipped (DATALOADER.SKIP_BAD_IMAGES)", msg)
     return missing
+
+
+def check_class_count(num_classes: int, dataset_names: Sequence[str], model: str = "model") -> None:
+    """Check that each data set's ``thing_classes`` (metadata) has ``num_classes`` names, so
+    that a config never trains or scores a model with another class count than its data.
+
+    Data sets without ``thing_classes`` are passed over.
+
+    Raises:
+        ValueError naming the model's count, the data set and its count and classes.
+    """
+    from detectron2.data import MetadataCatalog
+
+    for name in dataset_names:
+        classes = MetadataCatalog.get(name).get("thing_classes", None)
+        if classes is not None and len(classes) != num_classes:
+            raise ValueError(
+                f"the config's {model} has {num_classes} classes but data set {name} has "
+                f"{len(classes)} ({', '.join(classes)}): set the config's NUM_CLASSES "
+                f"(MODEL.RETINANET / ROI_HEADS / CLASSIFIER) to {len(classes)}, or use data "
+                f"with {num_classes} classes"
+            )

@@ -364,17 +364,32 @@ def read_boxes(bbox_csv: str) -> pd.DataFrame:
     return df
 
 
+def read_manifest(output_dir: str, name: str = MANIFEST) -> dict | None:
+    """The manifest ``name`` of a rendered phantom folder, or None when there is none."""
+    path = os.path.join(output_dir, name)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def warn_replaced(output_dir: str, old: dict, key: dict) -> None:
+    """Say which settings of an existing rendered set a re-render replaces (e.g. its size)."""
+    changed = [f"{k} {old.get(k)} -> {v}" for k, v in key.items()
+               if old.get(k) != v and not k.endswith("sha256")]  # fmt: skip
+    logger.warning("Re-rendering the phantom set in %s over the existing one (%s)", output_dir,
+                   ", ".join(changed) or "inputs changed")  # fmt: skip
+
+
 def cached_manifest(
     output_dir: str, key: dict, force: bool, manifest: str = MANIFEST
 ) -> tuple[dict | None, bool]:
     """The render cache of a phantom folder: (the manifest ``output_dir/<manifest>`` or None,
     whether it matches ``key`` with every image present, i.e. the folder is up to date; never
     with ``force``)."""
-    manifest_path = os.path.join(output_dir, manifest)
-    if not os.path.isfile(manifest_path):
+    old = read_manifest(output_dir, manifest)
+    if old is None:
         return None, False
-    with open(manifest_path) as f:
-        old = json.load(f)
     img_dir = os.path.join(output_dir, "images")
     fresh = not force and {k: old.get(k) for k in key} == key and os.path.isdir(img_dir)
     return old, fresh and len(os.listdir(img_dir)) >= old.get("num_images", 0)
@@ -545,6 +560,8 @@ def generate_phantom_dataset(
     entry = _read_data_entry(data_entry_csv, box_images)
     negatives = _select_negatives(entry, box_images, num_negatives, seed, data_entry_csv)
     all_images = box_images + negatives
+    if old is not None:
+        warn_replaced(output_dir, old, key)
     render_images(output_dir, render_jobs(all_images, boxes, img_dir, seed, size), workers, MANIFEST)
     _write_bbox_csv(os.path.join(output_dir, "BBox_List_2017.csv"), boxes, bbox_csv, size)
     rows = entry[entry.iloc[:, 0].isin(set(all_images))]

@@ -34,6 +34,7 @@ from .phantom import (
     read_boxes,
     render_images,
     sha256_file,
+    warn_replaced,
     write_data_entry,
 )
 
@@ -123,6 +124,8 @@ def generate_phantom_classification(
     old, up_to_date = cached_manifest(output_dir, key, force, CLS_MANIFEST)
     if up_to_date:
         return {**old, "skipped": True, "seconds": time.perf_counter() - t0}
+    if old is not None:
+        warn_replaced(output_dir, old, key)
     boxes = read_boxes(bbox_csv)
     entry = pd.read_csv(data_entry_csv, dtype=str, keep_default_na=False)
     if entry.shape[1] < 11:

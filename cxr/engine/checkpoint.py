@@ -32,6 +32,7 @@ from ..torch_io import load_weights_only
 __all__ = [
     "CXRCheckpointer",
     "UnsafeCheckpointError",
+    "WeightsMismatchError",
     "WeightsUnavailableError",
     "load_model_weights",
     "load_numpy_pickle",
@@ -52,6 +53,15 @@ _NUMPY_PICKLE_GLOBALS = frozenset(
 _NETWORK_TIMEOUT_S = 20.0
 
 logger = logging.getLogger(__name__)
+
+
+#: Default of ``MODEL.WEIGHTS_MAX_SKIPPED``: the largest share of a checkpoint's tensors (those
+#: whose names the model has) that loading may skip for another shape.
+MAX_SKIPPED_SHARE = 0.25
+
+
+class WeightsMismatchError(ValueError):
+    """A checkpoint whose tensors mostly do not fit the model (another architecture)."""
 
 
 class UnsafeCheckpointError(ValueError):
@@ -133,9 +143,18 @@ def resolve_weights_path(path: str) -> str:
 class CXRCheckpointer(DetectionCheckpointer):
     """DetectionCheckpointer with atomic saves and pickle-free loading (see module docstring)."""
 
-    def __init__(self, model, save_dir: str = "", *, allow_pickle: bool = False, **checkpointables):
+    def __init__(self, model, save_dir: str = "", *, allow_pickle: bool = False,
+                 max_skipped: float = MAX_SKIPPED_SHARE, **checkpointables):  # fmt: skip
+        """
+        Args:
+            allow_pickle: read non-numpy ``.pkl`` files with plain pickle (trusted files only).
+            max_skipped: the largest share of the checkpoint's tensors named like model
+                tensors that may be skipped for another shape (``MODEL.WEIGHTS_MAX_SKIPPED``);
+                above it loading stops (1.0: never).
+        """
         super().__init__(model, save_dir, **checkpointables)
         self.allow_pickle = allow_pickle
+        self.max_skipped = max_skipped
         if save_dir and self.save_to_disk:
             self._remove_stale_temporaries()
 
@@ -168,6 +187,43 @@ class CXRCheckpointer(DetectionCheckpointer):
         """As detectron2's, with ``detectron2://`` / URL paths resolved (or an offline error)."""
         return super().load(resolve_weights_path(path), *args, **kwargs)
 
+    def _load_model(self, checkpoint: Any):
+        """detectron2's loading, then :data:`MAX_SKIPPED_SHARE`'s rule (before detectron2 logs
+        a line per skipped tensor)."""
+        incompatible = super()._load_model(checkpoint)
+        skipped = len(incompatible.incorrect_shapes)
+        # the model tensors the checkpoint names (skipped ones are reported as missing too)
+        named = len(self.model.state_dict()) - len(incompatible.missing_keys) + skipped
+        if named and skipped / named > self.max_skipped:
+            first = "; ".join(f"{k} {tuple(a)} vs {tuple(b)}"
+                              for k, a, b in incompatible.incorrect_shapes[:3])  # fmt: skip
+            raise WeightsMismatchError(
+                f"{skipped} of the {named} checkpoint tensors the model has would be skipped "
+                f"(another shape, e.g. {first}): the weights are for another architecture or "
+                f"size. Use weights of this architecture, or raise MODEL.WEIGHTS_MAX_SKIPPED "
+                f"(now {self.max_skipped}) to start anyway"
+            )
+        return incompatible
+
+    def _log_incompatible_keys(self, incompatible) -> None:
+        """detectron2's report, except that a class layer for another class count (a
+        ``cls_score`` tensor differing in its output dimension only, e.g. a COCO start's 90-class
+        layer in an 8-class model) is one INFO line: it keeps its initialization, as meant."""
+        layer = [(k, a, b) for k, a, b in incompatible.incorrect_shapes
+                 if "cls_score" in k.split(".") and tuple(a[1:]) == tuple(b[1:])]  # fmt: skip
+        if layer:
+            names = {k for k, _, _ in layer}
+            self.logger.info(
+                "Class layer %s keeps its initialization: %d outputs in the checkpoint, %d in "
+                "this model (another class count)", ", ".join(sorted(names)), layer[0][1][0],
+                layer[0][2][0],
+            )  # fmt: skip
+            incompatible = incompatible._replace(
+                incorrect_shapes=[x for x in incompatible.incorrect_shapes if x[0] not in names],
+                missing_keys=[k for k in incompatible.missing_keys if k not in names],
+            )
+        super()._log_incompatible_keys(incompatible)
+
     def _load_file(self, filename: str) -> dict:
         if filename.endswith(".pkl"):
             try:
@@ -187,7 +243,8 @@ class CXRCheckpointer(DetectionCheckpointer):
 
 
 def load_model_weights(
-    model, path: str, *, use_ema: bool = True, allow_pickle: bool = False
+    model, path: str, *, use_ema: bool = True, allow_pickle: bool = False,
+    max_skipped: float = MAX_SKIPPED_SHARE,
 ) -> dict:
     """Load a checkpoint into ``model`` for evaluation or inference.
 
@@ -196,8 +253,11 @@ def load_model_weights(
 
     Returns:
         The remaining checkpoint entries (e.g. ``iteration``).
+
+    Raises:
+        WeightsMismatchError: more than ``max_skipped`` of the tensors would be skipped.
     """
-    checkpointer = CXRCheckpointer(model, allow_pickle=allow_pickle)
+    checkpointer = CXRCheckpointer(model, allow_pickle=allow_pickle, max_skipped=max_skipped)
     checkpoint = checkpointer._load_file(resolve_weights_path(path))
     ema = checkpoint.pop("ema", None)
     if use_ema and ema is not None:

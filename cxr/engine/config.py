@@ -13,6 +13,10 @@ def add_engine_config(cfg) -> None:
     # Target decay; the effective decay ramps up as min(DECAY, (1 + n) / (10 + n)) at update n,
     # so short CPU runs are not dominated by the random initialisation.
     cfg.MODEL.EMA.DECAY = 0.999
+    # Largest share of the MODEL.WEIGHTS tensors named like model tensors that loading may skip
+    # for another shape (a class layer for another class count is a few); above it loading
+    # stops: the weights are for another architecture or size. 1.0 never stops.
+    cfg.MODEL.WEIGHTS_MAX_SKIPPED = 0.25
     # Fraction of each training batch drawn from images without boxes (used by
     # DATALOADER.SAMPLER_TRAIN "NegativeRatioSampler"; negative = no annotations).
     cfg.DATALOADER.NEGATIVE_FRACTION = 0.25

@@ -65,7 +65,8 @@ def load_torch_model(
     """
     model = build_model(cfg)
     logger.debug("Model:\n%s", model)
-    extra = load_model_weights(model, checkpoint, allow_pickle=allow_pickle)
+    extra = load_model_weights(model, checkpoint, allow_pickle=allow_pickle,
+                               max_skipped=cfg.MODEL.WEIGHTS_MAX_SKIPPED)  # fmt: skip
     model.eval()
     if hasattr(model, "fuse_for_inference"):
         model.fuse_for_inference()

@@ -22,7 +22,7 @@ from detectron2.engine import DefaultTrainer, hooks
 from detectron2.utils import comm
 
 from ..data import build_mapper
-from ..data.checks import check_image_files
+from ..data.checks import check_class_count, check_image_files
 from ..data.mix import build_mix_mapper
 from ..data.wds import build_stream_test_loader, build_stream_train_loader, is_streamed
 from ..evaluation import build_evaluator
@@ -49,6 +49,17 @@ def _train_dicts(cfg):
         min_keypoints=0,
         proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
     )
+
+
+def _check_model_classes(model, cfg, dataset_names) -> None:
+    """The built model's class count (``num_classes`` of the model or of its ROI heads) against
+    the ``thing_classes`` of ``dataset_names``, before any training or evaluation."""
+    model = unwrap(model)
+    for part in (model, getattr(model, "roi_heads", None)):
+        n = getattr(part, "num_classes", None)
+        if isinstance(n, int):
+            check_class_count(n, dataset_names, cfg.MODEL.META_ARCHITECTURE)
+            return
 
 
 class _ModelScalars:
@@ -91,6 +102,7 @@ class Trainer(DefaultTrainer):
         # DefaultTrainer.__init__ calls self.build_train_loader(cfg): hand it these records.
         self.build_train_loader = functools.partial(type(self).build_train_loader, dicts=dicts)
         super().__init__(cfg)
+        _check_model_classes(self.model, cfg, [*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST])
 
     @classmethod
     def build_train_loader(cls, cfg, dicts: list[dict] | None = None):
@@ -128,13 +140,15 @@ class Trainer(DefaultTrainer):
         """Evaluate ``cfg.MODEL.WEIGHTS`` (or, with ``resume``, the last checkpoint of
         ``cfg.OUTPUT_DIR``) on ``cfg.DATASETS.TEST``; EMA weights are used when present."""
         model = cls.build_model(cfg)
+        _check_model_classes(model, cfg, cfg.DATASETS.TEST)
         path = cfg.MODEL.WEIGHTS
         finder = CXRCheckpointer(model, cfg.OUTPUT_DIR)
         if resume and finder.has_checkpoint():
             path = finder.get_checkpoint_file()
         if not path:
             raise ValueError("--eval-only needs MODEL.WEIGHTS (or --resume with a checkpoint)")
-        load_model_weights(model, path, allow_pickle=allow_pickle)
+        load_model_weights(model, path, allow_pickle=allow_pickle,
+                           max_skipped=cfg.MODEL.WEIGHTS_MAX_SKIPPED)  # fmt: skip
         return cls.test(cfg, build_tta_model(cfg, model))
 
     def build_hooks(self):
@@ -150,8 +164,9 @@ class Trainer(DefaultTrainer):
             extra["data_order"] = self.data_sampler
         # Replaces DefaultTrainer's DetectionCheckpointer before the hooks capture it.
         self.checkpointer = CXRCheckpointer(
-            self.model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self), **extra
-        )
+            self.model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self),
+            max_skipped=cfg.MODEL.WEIGHTS_MAX_SKIPPED, **extra,
+        )  # fmt: skip
         ret = []
         for h in super().build_hooks():
             if isinstance(h, hooks.EvalHook):

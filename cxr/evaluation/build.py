@@ -24,6 +24,7 @@ __all__ = [
     "EVALUATOR_REGISTRY",
     "build_evaluator",
     "configured_evaluator",
+    "evaluator_metrics",
     "evaluator_type_of",
 ]
 
@@ -80,6 +81,19 @@ def evaluator_type_of(dataset_name: str) -> str:
             f"registered: {EVALUATOR_REGISTRY.names()}"
         )
     return kind
+
+
+def evaluator_metrics(dataset_name: str) -> tuple[str, tuple[str, ...]]:
+    """(the metric that names the best checkpoint by default, the metrics of a checkpoint's
+    summary line) of the data set's evaluator: the ``DEFAULT_BEST_METRIC`` / ``SUMMARY_METRICS``
+    of the class its registry entry builds (``evaluator_class``), COCO's AP50 / AP, AP50, AP75
+    for an evaluator without them (detectron2's COCOEvaluator)."""
+    builder = EVALUATOR_REGISTRY.get(evaluator_type_of(dataset_name))
+    cls = getattr(builder, "evaluator_class", None)
+    return (
+        getattr(cls, "DEFAULT_BEST_METRIC", "AP50"),
+        tuple(getattr(cls, "SUMMARY_METRICS", ("AP", "AP50", "AP75"))),
+    )
 
 
 def build_evaluator(

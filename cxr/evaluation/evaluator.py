@@ -52,6 +52,12 @@ class CXREvaluator(DatasetEvaluator):
     PR curves as the image ``cxr/pr_curves`` (TensorBoard shows them under Images).
     """
 
+    #: The flat metric that names the best checkpoint unless the user picks another.
+    DEFAULT_BEST_METRIC = "AP50"
+    #: The flat metrics of a checkpoint's summary line and of ``checkpoints.csv``.
+    SUMMARY_METRICS = ("AP", "AP50", "AP75", "voc_map40", "froc_cpm", "sensitivity_macro",
+                       "specificity_macro", "auroc_macro", "auroc_any")  # fmt: skip
+
     @configurable
     def __init__(
         self,
@@ -228,3 +234,6 @@ def build_cxr_evaluator(dataset_name: str, cfg, output_dir: str | None, **option
     """The registry entry for ``evaluator_type="cxr"``: a :class:`CXREvaluator` from ``cfg``,
     ``options`` (its ``from_config`` keys) replacing the config's values."""
     return configured_evaluator(CXREvaluator, cfg, dataset_name, output_dir, options)
+
+
+build_cxr_evaluator.evaluator_class = CXREvaluator

@@ -242,6 +242,7 @@ def _gallery(
     file_names: Sequence[str],
     read_image: Callable[[str], np.ndarray],
     thumb_size: int,
+    missing_hint: str = "",
 ) -> str:
     images: dict[int, tuple[np.ndarray | None, str]] = {}
 
@@ -250,7 +251,7 @@ def _gallery(
             try:
                 images[i] = (read_image(file_names[i]), "")
             except (OSError, ValueError) as e:
-                logger.warning("Gallery: %s", e)
+                logger.debug("Gallery: %s", e)
                 images[i] = (None, str(e))
         return images[i]
 
@@ -291,6 +292,10 @@ def _gallery(
             )
         parts.append("</div>")
     parts.append("</section>")
+    failed = [err for _, err in images.values() if err]
+    if failed:  # one line, not one per image
+        logger.warning("Gallery: %d of %d images could not be read (first: %s)%s", len(failed),
+                       len(images), failed[0], missing_hint)  # fmt: skip
     return "".join(parts)
 
 
@@ -333,6 +338,7 @@ def render_html_report(
     thumb_size: int = 224,
     plot_dir: str | None = None,
     read_image: Callable[[str], np.ndarray] | None = None,
+    missing_hint: str = "",
 ) -> str:
     """The report as one HTML string (see the module docstring for its sections).
 
@@ -349,6 +355,8 @@ def render_html_report(
         read_image: path -> (H, W) or (H, W, 3) uint8 image; default
             :func:`cxr.data.wds.read_film` (an image file or a ``<shard>.tar#<key>`` member of a
             shard set). An unreadable image gives a text placeholder.
+        missing_hint: appended to the one warning line that counts unreadable images (e.g.
+            the flag that says where the images are).
 
     Returns:
         the HTML text.
@@ -367,7 +375,7 @@ def render_html_report(
         _summary(res, class_names),
         _per_class_table(res, class_names),
         _plots(_plot_pngs(res, class_names, plot_dir)),
-        _gallery(cases, res, ds, class_names, file_names, read_image, thumb_size),
+        _gallery(cases, res, ds, class_names, file_names, read_image, thumb_size, missing_hint),
     ]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

@@ -9,9 +9,9 @@ import os
 import numpy as np
 from tqdm import tqdm
 
-from .exporter import export_model
+from .exporter import check_exportable, export_model
 
-__all__ = ["run_export", "verify_on_dataset"]
+__all__ = ["check_export_args", "run_export", "verify_on_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,23 @@ def verify_on_dataset(cfg, model, onnx_path: str, dataset: str, max_images: int 
     return out
 
 
+def check_export_args(args) -> None:
+    """Refuse, before anything is built or written, options the chosen ``--format`` cannot
+    honour (``--int8`` and ``--verify`` work on the ONNX file).
+
+    Raises:
+        SystemExit naming the option.
+    """
+    if args.format == "onnx":
+        return
+    for flag, given in (("--int8", args.int8), ("--verify", args.verify)):
+        if given:
+            raise SystemExit(
+                f"{flag} works on the ONNX file (ONNX Runtime): use --format onnx, or leave "
+                f"out {flag} with --format {args.format}"
+            )
+
+
 def run_export(args) -> dict:
     """``tools/export.py``: build + load + fuse the model, export, then quantize / verify.
 
@@ -68,8 +85,10 @@ def run_export(args) -> dict:
     from ..engine.defaults import setup_config, setup_logging
     from ..evaluation import load_thresholds
 
+    check_export_args(args)
     setup_logging(None)
     cfg = setup_config(args.config_file, args.opts)
+    check_exportable(cfg)
     names = [c.strip() for c in args.classes.split(",") if c.strip()] or class_names_from_cfg(cfg)
     if not names:
         raise SystemExit("class names unknown: pass --classes A,B,... or a registered dataset")
@@ -84,7 +103,5 @@ def run_export(args) -> dict:
 
         result["int8"] = quantize_int8(path, os.path.join(args.output, "model.int8.onnx"))
     if args.verify:
-        if args.format != "onnx":
-            raise SystemExit("--verify compares ONNX Runtime with PyTorch: use --format onnx")
         result["verify"] = verify_on_dataset(cfg, model, path, args.verify, args.verify_images)
     return result

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from typing import Sequence
 
 import torch
@@ -26,7 +27,13 @@ from torch import nn
 from ..fileio import atomic_write, write_json_atomic
 from .runtime import METADATA_KEY
 
-__all__ = ["DenseDetectorGraph", "EXPORT_FORMATS", "build_metadata", "export_model"]
+__all__ = [
+    "DenseDetectorGraph",
+    "EXPORT_FORMATS",
+    "build_metadata",
+    "check_exportable",
+    "export_model",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +87,37 @@ class DenseDetectorGraph(nn.Module):
     def _nhwa(t: torch.Tensor, anchors: int, dim: int) -> torch.Tensor:
         n, _, h, w = t.shape
         return t.reshape(n, anchors, dim, h, w).permute(0, 3, 4, 1, 2)
+
+
+def check_exportable(cfg) -> None:
+    """Refuse, before any weights are read, a config whose ``MODEL.META_ARCHITECTURE`` is not a
+    dense detector (detectron2's ``DenseDetector``: RetinaNet, CXRRetinaNet, EfficientDet).
+
+    Raises:
+        SystemExit naming the architecture and what it is (image-label classifier, two-stage
+        detector, other).
+    """
+    from detectron2.modeling import META_ARCH_REGISTRY
+    from detectron2.modeling.meta_arch.dense_detector import DenseDetector
+    from detectron2.modeling.meta_arch.rcnn import GeneralizedRCNN
+
+    from ..modeling.meta_arch.classifier import CXRClassifier
+
+    name = cfg.MODEL.META_ARCHITECTURE
+    arch = META_ARCH_REGISTRY.get(name)
+    if isinstance(arch, type) and issubclass(arch, DenseDetector):
+        return
+    if isinstance(arch, type) and issubclass(arch, GeneralizedRCNN):
+        kind = "a two-stage detector (Faster R-CNN: its second stage pools regions chosen at "
+        kind += "run time)"
+    elif isinstance(arch, type) and issubclass(arch, CXRClassifier):
+        kind = "an image-label classifier (use it with tools/predict.py --backend torch)"
+    else:
+        kind = "not a dense detector"
+    raise SystemExit(
+        f"MODEL.META_ARCHITECTURE {name} is {kind}; tools/export.py exports dense detectors "
+        "only (RetinaNet and EfficientDet configs)"
+    )
 
 
 def build_metadata(
@@ -194,7 +232,14 @@ def export_model(
     meta = build_metadata(cfg, model, class_names, thresholds)
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, EXPORT_FORMATS[fmt])
-    _WRITERS[fmt](graph, meta, path)
+    with warnings.catch_warnings():
+        # Tracing notes that shape checks become constants (the graph is traced per call and
+        # checked against PyTorch: --verify, tests/export/), and torch's deprecation notices
+        # of torch.jit.trace / save: about this call, nothing a user of the file acts on.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated",
+                                category=FutureWarning)  # fmt: skip
+        _WRITERS[fmt](graph, meta, path)
     write_json_atomic(os.path.join(output_dir, "model.json"), meta)
     logger.info("Exported %s (%s) to %s", cfg.MODEL.META_ARCHITECTURE, fmt, path)
     return path

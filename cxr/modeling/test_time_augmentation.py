@@ -5,7 +5,9 @@ The views come from detectron2's ``DatasetMapperTTA`` (the test input resized to
 ``TEST.AUG.MIN_SIZES`` short edge, flipped when ``TEST.AUG.FLIP``); each view's detections are
 mapped back to the original image with the inverse of its transforms, then merged per class by
 ``TEST.AUG.MERGE`` (WBF by default, :func:`cxr.ensemble.fuse_boxes`), and the
-``TEST.DETECTIONS_PER_IMAGE`` best are kept.
+``TEST.DETECTIONS_PER_IMAGE`` best are kept. One view has nothing to merge: its detections are
+kept as the model gave them (those scored below ``TEST.AUG.SKIP_SCORE`` dropped), so a one-view
+TTA at the test size gives the single-view detections.
 """
 from __future__ import annotations
 
@@ -103,10 +105,16 @@ class DetectorWithTTA(nn.Module):
             boxes.append(v["transforms"].inverse().apply_box(inst.pred_boxes.tensor.numpy()))
             scores.append(inst.scores.numpy())
             labels.append(inst.pred_classes.numpy())
-        b, s, c = fuse_boxes(
-            boxes, scores, labels, scale=(w, h), method=self.merge, iou_thr=self.iou_thresh,
-            skip_box_thr=self.skip_score,
-        )  # fmt: skip
+        if len(views) == 1:  # nothing to merge: the view's own detections, best first
+            b, s, c = boxes[0], scores[0], labels[0]
+            order = np.argsort(-s, kind="stable")
+            keep = order[s[order] >= self.skip_score]
+            b, s, c = b[keep], s[keep], c[keep]
+        else:
+            b, s, c = fuse_boxes(
+                boxes, scores, labels, scale=(w, h), method=self.merge, iou_thr=self.iou_thresh,
+                skip_box_thr=self.skip_score,
+            )  # fmt: skip
         b, s, c = b[: self.max_detections], s[: self.max_detections], c[: self.max_detections]
         b[:, 0::2] = np.clip(b[:, 0::2], 0, w)
         b[:, 1::2] = np.clip(b[:, 1::2], 0, h)

@@ -34,3 +34,14 @@ def test_input_not_found_hints_at_swallowed_overrides():
     assert (
         str(input_not_found("checkpoint", "m.pth", "--checkpoint")) == "checkpoint not found: m.pth"
     )
+
+
+def test_a_missing_input_is_reported_as_missing_before_the_output_check(tmp_path, monkeypatch):
+    """``--input nosuch/ --output pn/`` in one folder: 'input not found', not 'output inside
+    the input' (the missing folder's parent is the working folder, which holds pn/)."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="input not found: nosuch/"):
+        check_predict_output("pn/", ["nosuch/"])
+    (tmp_path / "real").mkdir()
+    with pytest.raises(FileNotFoundError, match="input not found: gone.png"):
+        check_predict_output(str(tmp_path / "out"), [str(tmp_path / "real"), "gone.png"])

@@ -56,3 +56,14 @@ def test_ema_update_rule_hand_computed():
     with ema_swapped(model, ema):
         assert model.weight.item() == pytest.approx(ema.state["weight"].item())
     assert model.weight.item() == 3.0
+
+
+def test_a_class_count_other_than_the_data_sets_stops_before_training(tiny_dataset, tmp_path):
+    """A 90-class config (a COCO conversion's YAML) on 2-class data: the Trainer stops naming
+    both counts before any iteration runs or checkpoint is written; eval-only too."""
+    cfg = tiny_cfg(tiny_dataset, str(tmp_path), 2, "MODEL.RETINANET.NUM_CLASSES", "90")
+    with pytest.raises(ValueError, match=r"90 classes but data set cxr_test_tiny has 2 \(a, b\)"):
+        Trainer(cfg)
+    with pytest.raises(ValueError, match="has 90 classes but data set cxr_test_tiny has 2"):
+        Trainer.eval_only(cfg)
+    assert not any(f.endswith(".pth") for f in os.listdir(tmp_path))

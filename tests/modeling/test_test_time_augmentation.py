@@ -62,3 +62,32 @@ def test_config_defaults_and_switch():
     cfg.TEST.AUG.ENABLED = True
     wrapped = build_tta_model(cfg, model)
     assert isinstance(wrapped, DetectorWithTTA) and wrapped.views.min_sizes == [179, 224, 269]
+
+
+class OverlappingBoxesDetector(nn.Module):
+    """Three class-0 boxes in the input's ``height`` x ``width`` (scaled from the view's
+    pixels), two of them overlapping with IoU ~0.67, as a detector with a loose NMS gives."""
+
+    def forward(self, batched_inputs):
+        out = []
+        for x in batched_inputs:
+            sy, sx = x["height"] / x["image"].shape[1], x["width"] / x["image"].shape[2]
+            boxes = torch.tensor([[10.0, 10, 50, 50], [14, 14, 54, 54], [80, 20, 120, 60]])
+            boxes *= torch.tensor([sx, sy, sx, sy], dtype=torch.float32)
+            out.append({"instances": Instances(
+                (x["height"], x["width"]), pred_boxes=Boxes(boxes),
+                scores=torch.tensor([0.9, 0.7, 0.5]), pred_classes=torch.tensor([0, 0, 0]),
+            )})  # fmt: skip
+        return out
+
+
+def test_one_view_gives_the_single_view_detections():
+    """TTA with one view at the test size: nothing to merge, so the detections are the model's
+    own (WBF of the one list would fuse its two overlapping boxes)."""
+    det, x = OverlappingBoxesDetector(), _input()
+    single = det([x])[0]["instances"]
+    inst = DetectorWithTTA(model=det, min_sizes=[100], max_size=1000)([x])[0]["instances"]
+    assert inst.image_size == single.image_size and len(inst) == len(single) == 3
+    assert inst.pred_classes.tolist() == single.pred_classes.tolist()
+    torch.testing.assert_close(inst.scores, single.scores, rtol=0, atol=0)
+    torch.testing.assert_close(inst.pred_boxes.tensor, single.pred_boxes.tensor, rtol=0, atol=1e-3)

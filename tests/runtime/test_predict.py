@@ -164,6 +164,8 @@ def test_argument_errors(exported, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         tool.main(common + ["--backend", "onnxruntime", "INPUT.MIN_SIZE_TEST", "300"])
     assert e.value.code == 2 and "need --config-file" in capsys.readouterr().err
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "x.png").write_bytes(b"")  # an input that exists: the classes are wrong
     with pytest.raises(SystemExit, match=r"has 8: \['Atelectasis'"):
         tool.main(common[:2] + ["--input", str(tmp_path / "in" / "x.png"), "--output",
                                 str(tmp_path / "o2"), "--backend", "onnxruntime",

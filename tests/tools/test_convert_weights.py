@@ -76,7 +76,12 @@ def test_torchvision_subcommand(tmp_path, capsys):
     torch.save(tv.state_dict(), src)
     out = str(tmp_path / "R-18-tv.pth")
     convert_weights.main(["torchvision", "--input", str(src), "--output", out])
-    assert "dropped: fc.weight" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "dropped: fc.weight" in text
+    # every BatchNorm's counter is dropped: one line with their count, not one line each
+    counters = sum(1 for k in tv.state_dict() if k.endswith("num_batches_tracked"))
+    assert counters == 20 and text.count("num_batches_tracked") == 1
+    assert f"dropped: {counters} tensors named *.num_batches_tracked" in text
     cfg = load_config(os.path.join(REPO, "configs/phantom/retinanet_R_18_FPN.yaml"),
                       ["MODEL.DEVICE", "cpu", "MODEL.RESNETS.STRIDE_IN_1X1", "False"])  # fmt: skip
     model = build_model(cfg)
@@ -102,3 +107,31 @@ def test_coco_efficientdet_start_config_takes_the_90_class_file(tmp_path):
         if not k.startswith("head.cls_score.1."):
             assert torch.equal(v, state[k]), k
     torch.testing.assert_close(model.head.cls_score[1].bias, torch.full((72,), -4.59511985013459))
+
+
+def test_effdet_refuses_a_state_of_another_architecture(tmp_path):
+    """An efficientdet_d0 state dict converted as efficientdet_d1: refused before anything is
+    written, naming the first tensors that differ (D1's BiFPN is wider, its trunk deeper)."""
+    src = str(tmp_path / "d0.pth")
+    torch.save(random_effdet("efficientdet_d0", 128).state_dict(), src)
+    out = tmp_path / "d1.pth"
+    first = r"first: backbone\.laterals\.3\.weight \(64, 320, 1, 1\) vs \(88, 320"
+    with pytest.raises(ValueError, match=r"does not fit efficientdet_d1: 310 tensors differ in "
+                       r"shape.*" + first):  # fmt: skip
+        convert_weights.main(["effdet", "--arch", "efficientdet_d1", "--input", src,
+                              "--output", str(out)])  # fmt: skip
+    assert not out.exists() and not (tmp_path / "d1.yaml").exists()
+
+
+def test_loading_a_start_of_another_architecture_stops(converted_d0):
+    """A converted D0 loaded into the D1 config: 310 of its tensors the model names would
+    be skipped (another shape), so loading stops, naming the key that lets it start anyway."""
+    from cxr.engine.checkpoint import WeightsMismatchError, load_model_weights
+
+    cfg = load_config(os.path.join(REPO, "configs/nih/efficientdet_d1.yaml"),
+                      [*SMALL, "MODEL.RETINANET.NUM_CLASSES", "2"])  # fmt: skip
+    model = build_model(cfg)
+    with pytest.raises(WeightsMismatchError, match=r"310 of the \d+ checkpoint tensors.*"
+                       r"MODEL\.WEIGHTS_MAX_SKIPPED \(now 0\.25\)"):  # fmt: skip
+        load_model_weights(model, converted_d0, max_skipped=cfg.MODEL.WEIGHTS_MAX_SKIPPED)
+    load_model_weights(model, converted_d0, max_skipped=1.0)  # the override starts anyway

@@ -302,3 +302,18 @@ def test_unknown_evaluator_option_names_the_valid_ones(tiny_dataset, tmp_path):
     ):
         build_evaluator(get_cfg(), "cxr_test_unknown_type", None)
     MetadataCatalog.remove("cxr_test_unknown_type")
+
+
+def test_files_mode_refuses_checkpoint_only_options(tmp_path):
+    """--gradcam (and the other checkpoints-mode options) with --gt-json/--detections stop with
+    their names instead of being ignored; nothing is written."""
+    gt, dets = random_coco(2, n_images=3)
+    g, d = tmp_path / "gt.json", tmp_path / "det.json"
+    g.write_text(json.dumps(gt)), d.write_text(json.dumps(dets))
+    base = ["--gt-json", str(g), "--detections", str(d), "--output", str(tmp_path / "o")]
+    for extra, named in ((["--gradcam", "4"], "--gradcam"),
+                         (["--best-metric", "AP"], "--best-metric"),
+                         (["CXR.EVAL.BOOTSTRAP", "5"], "KEY VALUE overrides")):  # fmt: skip
+        with pytest.raises(SystemExit, match=f"{named} has no effect in files mode"):
+            load_tool("eval").main(base + extra)
+    assert not (tmp_path / "o").exists()

@@ -95,3 +95,58 @@ def test_onnxruntime_backend_needs_an_onnx_file(tmp_path):
                                    "--backend", "onnxruntime", "--input", DEMO_WEIGHTS,
                                    "--classes", ",".join(PHANTOM_CLASSES),
                                    "--output", str(tmp_path / "x")])  # fmt: skip
+
+
+def test_export_refuses_early_with_the_real_reason(tmp_path):
+    """Before any weights are read or anything is written: --int8 / --verify with TorchScript,
+    and a classifier config (named as one, not as a model without head_in_features)."""
+    import torch
+
+    out = tmp_path / "out"
+    for flag in (["--int8"], ["--verify", NAME]):
+        with pytest.raises(SystemExit, match=f"{flag[0]} works on the ONNX file"):
+            load_tool("export").main(["--config-file", DEMO_CONFIG, "--checkpoint", "absent.pth",
+                                      "--format", "torchscript", "--output", str(out), *flag])
+    cls_config = DEMO_CONFIG.replace("retinanet_demo.yaml", "classifier_R_50_slim.yaml")
+    with pytest.raises(SystemExit, match="CXRClassifier is an image-label classifier"):
+        load_tool("export").main(["--config-file", cls_config, "--checkpoint", "absent.pth",
+                                  "--output", str(out)])  # fmt: skip
+    assert not out.exists()
+    # predict.py on a TorchScript file: said so, with what to use instead
+    ts = tmp_path / "model.ts"
+    torch.jit.save(torch.jit.trace(torch.nn.Linear(2, 1), torch.zeros(1, 2)), str(ts))
+    with pytest.raises(ValueError, match="model.ts is a TorchScript program.*model.onnx"):
+        load_tool("predict").main(["--config-file", DEMO_CONFIG, "--checkpoint", str(ts),
+                                   "--input", DEMO_WEIGHTS, "--classes", ",".join(PHANTOM_CLASSES),
+                                   "--output", str(tmp_path / "p")])  # fmt: skip
+
+
+def test_exported_sizes_win_over_the_config_unless_overridden(phantom_set, tmp_path):
+    """A model exported at 128 px, run with the 224 px config: predict and eval run at the
+    stored 128 px (same rows as without the config / with 128 given); an explicit KEY VALUE
+    size replaces it, with a warning in log.txt."""
+    out = tmp_path / "deploy128"
+    load_tool("export").main(["--config-file", DEMO_CONFIG, "--checkpoint", DEMO_WEIGHTS,
+                              "--output", str(out), "DATASETS.TEST", f"('{NAME}',)",
+                              "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "128"])
+    onnx = str(out / "model.onnx")
+    predict = load_tool("predict").main
+    base = ["--backend", "onnxruntime", "--checkpoint", onnx, "--input", phantom_set]
+    predict([*base, "--output", str(tmp_path / "own")])  # the stored settings only
+    predict([*base, "--config-file", DEMO_CONFIG, "--output", str(tmp_path / "cfg"),
+             "DATASETS.TEST", f"('{NAME}',)"])  # fmt: skip
+    assert _rows(tmp_path / "own") and _rows(tmp_path / "cfg") == _rows(tmp_path / "own")
+    predict([*base, "--config-file", DEMO_CONFIG, "--output", str(tmp_path / "big"),
+             "DATASETS.TEST", f"('{NAME}',)", "INPUT.MIN_SIZE_TEST", "224",
+             "INPUT.MAX_SIZE_TEST", "224"])  # fmt: skip
+    assert _rows(tmp_path / "big") != _rows(tmp_path / "own")
+    log = (tmp_path / "big" / "log.txt").read_text()
+    assert "INPUT.MIN_SIZE_TEST 224 (KEY VALUE override) replaces the 128 stored in" in log
+
+    ev = ["--backend", "onnxruntime", "--config-file", DEMO_CONFIG, "--checkpoint", onnx,
+          "--dataset", NAME, "--bootstrap", "0", "--no-plots"]  # fmt: skip
+    load_tool("eval").main([*ev, "--output", str(tmp_path / "e_cfg")])
+    load_tool("eval").main([*ev, "--output", str(tmp_path / "e_128"),
+                            "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "128"])
+    a, b = (json.load(open(tmp_path / d / "predictions.json")) for d in ("e_cfg", "e_128"))
+    assert a and a == b

@@ -42,16 +42,22 @@ def walkthrough_commands() -> list[str]:
     return [" ".join(line.split()) for line in lines if line.startswith(".venv/bin/python")]
 
 
-def _nih_layout(root: str, scratch: str, n_patients=24, negatives=8, size=128) -> None:
-    """``root``/nih/ as the walkthrough expects it (gzipped CSVs + images/), rendered in
-    ``scratch``: phantom films of ``size`` px on the shipped boxes of the first ``n_patients``
-    box patients, plus ``negatives`` No Finding films of those patients."""
+def cut_box_list(scratch: str, n_patients: int) -> str:
+    """``scratch``/BBox_List_cut.csv: the shipped box rows of the first ``n_patients`` patients."""
     with gzip.open(os.path.join(SHIPPED, "BBox_List_2017.csv.gz"), "rt", newline="") as f:
         rows = list(csv.reader(f))
     keep = set(sorted({r[0].split("_")[0] for r in rows[1:]})[:n_patients])
     cut = os.path.join(scratch, "BBox_List_cut.csv")
     with open(cut, "w", newline="") as f:
         csv.writer(f).writerows([rows[0]] + [r for r in rows[1:] if r[0].split("_")[0] in keep])
+    return cut
+
+
+def _nih_layout(root: str, scratch: str, n_patients=24, negatives=8, size=128) -> None:
+    """``root``/nih/ as the walkthrough expects it (gzipped CSVs + images/), rendered in
+    ``scratch``: phantom films of ``size`` px on the shipped boxes of the first ``n_patients``
+    box patients, plus ``negatives`` No Finding films of those patients."""
+    cut = cut_box_list(scratch, n_patients)
     phantom = os.path.join(scratch, "phantom")
     generate_phantom_dataset(
         phantom, cut, os.path.join(SHIPPED, "Data_Entry_2017_v2020.csv.gz"),

@@ -125,3 +125,31 @@ def test_predict_writes_gradcam_overlays_of_positive_boxes(tmp_path):
     img = cv2.imread(str(out / "overlays" / cams[0]))
     assert img.shape == (64, 64, 3)  # the input image's size (the model ran at 96 px)
     assert img.std() > 0
+
+
+def test_classifier_checkpoints_are_ranked_by_auroc_by_default(cls_set, tmp_path):
+    """tools/eval.py on a folder of classifier checkpoints, no --best-metric: ranked by the
+    classifier evaluator's auroc_macro (best.json written, summary columns the classifier's);
+    a metric the evaluation lacks is an error listing those it has."""
+    from detectron2.modeling import build_model
+
+    from cxr.engine import setup_config
+
+    cfg_file = os.path.join(REPO, "configs/phantom/classifier_R_50_slim.yaml")
+    cfg = setup_config(cfg_file, SLIM)
+    run = tmp_path / "run"
+    run.mkdir()
+    for i, name in enumerate(("model_0000001.pth", "model_final.pth")):
+        torch.manual_seed(i)
+        torch.save({"model": build_model(cfg).state_dict(), "iteration": i}, run / name)
+    argv = ["--config-file", cfg_file, "--checkpoint", str(run), "--dataset", f"{cls_set}_all",
+            "--bootstrap", "0", "--no-plots", *SLIM]  # fmt: skip
+    res = load_tool("eval").main([*argv[:-len(SLIM)], "--output", str(tmp_path / "ev"), *SLIM])
+    rows = res["checkpoints"]
+    assert len(rows) == 2 and "AP50" not in rows[0] and "AP" not in rows[0]
+    best = json.load(open(tmp_path / "ev" / "best.json"))
+    assert best["metric"] == "auroc_macro"
+    assert best["value"] == max(r["auroc_macro"] for r in rows)
+    with pytest.raises(ValueError, match=r"--best-metric 'AP50' is not a metric.*auroc_macro"):
+        load_tool("eval").main([*argv[:-len(SLIM)], "--best-metric", "AP50",
+                                "--output", str(tmp_path / "ev2"), *SLIM])  # fmt: skip

@@ -64,6 +64,12 @@ class CXRClassificationEvaluator(DatasetEvaluator):
     writes the report files (see the module docstring) into ``output_dir``.
     """
 
+    #: The flat metric that names the best checkpoint unless the user picks another.
+    DEFAULT_BEST_METRIC = "auroc_macro"
+    #: The flat metrics of a checkpoint's summary line and of ``checkpoints.csv``.
+    SUMMARY_METRICS = ("auroc_macro", "auroc_micro", "ap_macro", "ap_micro",
+                       "sensitivity_macro", "specificity_macro", "f1_macro")  # fmt: skip
+
     @configurable
     def __init__(
         self,
@@ -221,3 +227,6 @@ def build_classification_evaluator(dataset_name: str, cfg, output_dir: str | Non
     """``evaluator_type="cxr_cls"`` -> :class:`CXRClassificationEvaluator` from ``cfg.CXR.EVAL``,
     ``options`` (its ``from_config`` keys) replacing the config's values."""
     return configured_evaluator(CXRClassificationEvaluator, cfg, dataset_name, output_dir, options)
+
+
+build_classification_evaluator.evaluator_class = CXRClassificationEvaluator
