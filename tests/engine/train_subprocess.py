@@ -14,10 +14,17 @@ from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
 
 from tests.conftest import write_tiny_images  # noqa: E402
 
-if __name__ == "__main__":
-    image_dir, sep, *argv = sys.argv[1:]
+
+def tiny_child_args(argv: list[str]) -> list[str]:
+    """Register the tiny dataset in this child from ``IMAGE_DIR -- <tool args>``; returns the
+    tool's arguments."""
+    image_dir, sep, *tool_argv = argv
     assert sep == "--"
     dicts = write_tiny_images(image_dir)
     DatasetCatalog.register("cxr_test_tiny", lambda: dicts)
     MetadataCatalog.get("cxr_test_tiny").set(thing_classes=["a", "b"], evaluator_type="coco")
-    train_net.cli(argv)
+    return tool_argv
+
+
+if __name__ == "__main__":
+    train_net.cli(tiny_child_args(sys.argv[1:]))
