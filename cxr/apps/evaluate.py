@@ -39,7 +39,6 @@ from .coco_json import coco_file_names, load_coco_files
 from .paths import check_output_dir, input_not_found
 
 __all__ = [
-    "SUMMARY_KEYS",
     "check_output_dir",
     "evaluate_checkpoints",
     "evaluate_files",
@@ -48,10 +47,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: The summary metrics of a detector evaluation (each evaluator names its own).
-SUMMARY_KEYS = CXREvaluator.SUMMARY_METRICS
-
 
 def write_tensorboard(output_dir: str, results: list[tuple[int, MedicalResult]], names) -> str:
     """Scalars ``cxr/<key>`` (per step) and PR curves into ``output_dir/tensorboard``."""
