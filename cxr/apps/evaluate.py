@@ -306,8 +306,7 @@ def evaluate_checkpoints(
         "best", "metrics": [every metric the evaluator returned, per row]}``.
 
     Raises:
-        ValueError: ``best_metric`` is not computed by the evaluation (the message lists those
-            that are).
+        ValueError: ``best_metric`` is not one the evaluation computes (the message lists them).
     """
     default_best, summary = evaluator_metrics(dataset_name)
     best_metric = best_metric or default_best

@@ -18,7 +18,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 CONFIGS = sorted(
     os.path.relpath(f, REPO)
     for f in glob.glob(os.path.join(REPO, "configs/**/*.yaml"), recursive=True)
-    if not os.path.basename(f).startswith("Base-")
+    if not os.path.basename(f).startswith("Base-") and "/configs/tune/" not in f  # search spaces
 )
 DELIVERED = [
     f"configs/nih/{m}.yaml"
