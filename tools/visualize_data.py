@@ -20,6 +20,7 @@ import numpy as np
 import cxr  # noqa: F401  (registers the datasets)
 from cxr.config import load_config
 from cxr.data import build_mapper
+from cxr.data.datasets.common import PALETTE
 from cxr.data.wds import read_record_image, record_stem
 from cxr.fileio import write_png_atomic
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -44,12 +45,14 @@ def draw(gray: np.ndarray, boxes: np.ndarray, classes: list, metadata) -> np.nda
     names = metadata.get("thing_classes", None) or [
         str(c) for c in range(max(classes, default=0) + 1)
     ]
-    colors = metadata.get("thing_colors", None)
+    # a data set without colors gets cxr's distinct ones (detectron2 would draw random ones,
+    # grays among them, which vanish on a radiograph)
+    colors = metadata.get("thing_colors", None) or PALETTE
     vis = Visualizer(np.repeat(gray[:, :, None], 3, axis=2), metadata)
     out = vis.overlay_instances(
         boxes=np.asarray(boxes).reshape(-1, 4),
         labels=[names[c] for c in classes],
-        assigned_colors=[np.array(colors[c]) / 255.0 for c in classes] if colors else None,
+        assigned_colors=[np.array(colors[c % len(colors)]) / 255.0 for c in classes],
     )
     return out.get_image()
 
