@@ -44,6 +44,7 @@ __all__ = [
     "add_cxr_config",
     "get_cfg",
     "load_config",
+    "load_yaml_safely",
 ]
 
 BASE_KEY = "_BASE_"
@@ -62,21 +63,32 @@ def _merge(a: dict, b: dict) -> None:
             b[k] = v
 
 
+def load_yaml_safely(path: str, name: str, error: type[Exception] = UnsafeConfigError):
+    """``yaml.safe_load`` of the file at ``path``: a non-standard tag (e.g. ``!!python/object``,
+    never executed) or invalid YAML raises ``error`` with a message that starts with ``name``.
+
+    Raises:
+        FileNotFoundError: there is no file at ``path``.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            return yaml.safe_load(f)
+    except yaml.constructor.ConstructorError as e:
+        raise error(
+            f"{name}: refused: the file needs a non-standard YAML tag ({e.problem}"
+            f"{', ' + str(e.problem_mark).strip() if e.problem_mark else ''}). cxr loads configs "
+            "with yaml.safe_load only; Python tags such as !!python/object are never executed."
+        ) from None
+    except yaml.YAMLError as e:
+        raise error(f"{name}: not valid YAML: {e}") from None
+
+
 def _safe_load_with_base(filename: str, _chain: tuple[str, ...] = ()) -> dict:
     path = os.path.abspath(os.path.expanduser(filename))
     if path in _chain:
         raise UnsafeConfigError(f"{filename}: _BASE_ cycle: {' -> '.join(_chain + (path,))}")
     try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except yaml.constructor.ConstructorError as e:
-        raise UnsafeConfigError(
-            f"{filename}: refused: the file needs a non-standard YAML tag ({e.problem}"
-            f"{', ' + str(e.problem_mark).strip() if e.problem_mark else ''}). cxr loads configs "
-            "with yaml.safe_load only; Python tags such as !!python/object are never executed."
-        ) from None
-    except yaml.YAMLError as e:
-        raise UnsafeConfigError(f"{filename}: not valid YAML: {e}") from None
+        data = load_yaml_safely(path, filename)
     except FileNotFoundError:
         raise FileNotFoundError(f"config file not found: {filename}") from None
     if data is None:

@@ -34,12 +34,11 @@ import os
 from typing import Any, Sequence
 
 import torch
-import yaml
 from detectron2.config import LazyConfig
 from detectron2.data import build_detection_test_loader, build_detection_train_loader
 from omegaconf import DictConfig, OmegaConf
 
-from ..config import CfgNode, get_cfg
+from ..config import CfgNode, get_cfg, load_yaml_safely
 
 __all__ = [
     "LazyConfigError",
@@ -148,16 +147,7 @@ def _check_override(path: str, override: str) -> None:
 def _load_lazy_yaml(path: str) -> DictConfig:
     """A saved LazyConfig YAML, read with ``yaml.safe_load`` (detectron2 v0.6 uses
     ``yaml.unsafe_load``, which runs the code that Python tags name)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except yaml.constructor.ConstructorError as e:
-        raise LazyConfigError(
-            f"{path}: refused: the file needs a non-standard YAML tag ({e.problem}); cxr reads "
-            "saved LazyConfig files with yaml.safe_load only"
-        ) from None
-    except yaml.YAMLError as e:
-        raise LazyConfigError(f"{path}: not valid YAML: {e}") from None
+    data = load_yaml_safely(path, path, LazyConfigError)
     if not isinstance(data, dict):
         raise LazyConfigError(f"{path}: top level must be a mapping")
     return OmegaConf.create(data, flags={"allow_objects": True})
