@@ -24,6 +24,7 @@ from typing import Callable
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from ..wds import ShardError, load_shard_index, load_shard_records
+from .prepared import find_prepared_copies
 
 __all__ = [
     "find_wds_copies", "register_wds_copies", "register_wds_copy", "unregistered_wds_message",
@@ -42,25 +43,9 @@ def _is_copy_dir(name: str) -> bool:
 
 def find_wds_copies(root: str) -> list[str]:
     """Shard-copy folders (``*@*-wds`` holding ``prepare.json``) at the top of ``root`` and one
-    level below it, sorted."""
-    found = []
-    try:
-        tops = sorted(os.scandir(root), key=lambda e: e.name)
-    except OSError:
-        return []
-    for top in tops:
-        if not top.is_dir():
-            continue
-        if _is_copy_dir(top.name):
-            found.append(top.path)
-            continue
-        try:
-            found += sorted(
-                e.path for e in os.scandir(top.path) if e.is_dir() and _is_copy_dir(e.name)
-            )
-        except OSError:
-            continue
-    return [f for f in found if os.path.isfile(os.path.join(f, "prepare.json"))]
+    level below it, sorted: the prepared copies (:func:`.prepared.find_prepared_copies`) whose
+    folder name is a shard copy's."""
+    return [f for f in find_prepared_copies(root) if _is_copy_dir(os.path.basename(f))]
 
 
 def _prepare_info(folder: str) -> dict:
