@@ -56,6 +56,7 @@ dataloader = dict(
         ),
         sampler=dict(),  # DATALOADER.* (SAMPLER_TRAIN, REPEAT_THRESHOLD, ...)
         total_batch_size=8,
+        aspect_ratio_grouping=True,  # False: batches formed and packed in the workers
         num_workers=2,
         seed="${train.seed}",
     ),

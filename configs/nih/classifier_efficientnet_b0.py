@@ -11,6 +11,7 @@ dataloader.test.dataset.names = ["nih_cls_val"]
 dataloader.train.mapper.input.mapper = "ClassificationMapper"
 dataloader.train.mapper.input.albumentations = dict(preset="light")
 dataloader.train.sampler.sampler_train = "TrainingSampler"
+dataloader.train.aspect_ratio_grouping = False  # square films: packed batches (cxr.data.loader)
 dataloader.train.total_batch_size = 32
 optimizer.lr = 0.02
 lr_multiplier.name = "WarmupCosineLR"

@@ -7,8 +7,6 @@ no ``height`` / ``width``: they are filled in from the decoded image.
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import torch
 from detectron2.data import transforms as T
@@ -30,7 +28,8 @@ class ClassificationMapper(AlbumentationsMapper):
     """
 
     def __call__(self, dataset_dict: dict) -> dict | None:
-        dataset_dict = copy.deepcopy(dataset_dict)
+        # A shallow copy is enough: nothing nested is changed (labels become a new tensor).
+        dataset_dict = dict(dataset_dict)
         image = self._read(dataset_dict)
         if image is None:
             return None

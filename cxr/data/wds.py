@@ -397,11 +397,17 @@ class ShardStream(torch.utils.data.IterableDataset):
             logger.info("reader %d/%d (rank %d, worker %d), epoch %d: shards %s", reader,
                         num_readers, self.rank, worker, epoch,
                         [os.path.basename(self.urls[i]) for i in shards])  # fmt: skip
+            served = 0
             for sample in self._epoch_samples(shards, epoch, reader):
+                served += 1
                 if skip > 0:
                     skip -= 1
                     continue
                 yield _record(sample, self.task)
+            if served == 0 and self.epochs is None:
+                raise ValueError(f"reader {reader}: its shards hold no samples "
+                                 f"({', '.join(self.urls[i] for i in shards)}); an endless "
+                                 f"stream would wait forever")  # fmt: skip
 
     def _epoch_samples(self, shards: Sequence[int], epoch: int, reader: int) -> Iterable[dict]:
         samples = itertools.chain.from_iterable(
@@ -442,8 +448,7 @@ def build_stream_train_loader(cfg, mapper):
 
     Logs the epoch: samples, shards, readers (ranks x workers) and iterations per epoch.
     """
-    from detectron2.data import build_detection_train_loader
-
+    from .loader import build_train_loader
     from .samplers import _seed
 
     m = cfg.INPUT.MIX
@@ -467,8 +472,8 @@ def build_stream_train_loader(cfg, mapper):
         stream.num_samples / cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.IMS_PER_BATCH, world * workers,
         world, workers, stream.shuffle_buffer,
     )  # fmt: skip
-    loader = build_detection_train_loader(
-        stream, mapper=mapper, total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
+    loader = build_train_loader(
+        stream, mapper, sampler=None, total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
         aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
         num_workers=cfg.DATALOADER.NUM_WORKERS,
     )  # fmt: skip

@@ -13,7 +13,8 @@ Where each lazy key goes (:data:`LEAVES`, then the longest prefix of :data:`SECT
     model.*                          MODEL.*
     dataloader.train.dataset.names   DATASETS.TRAIN  (filter_empty: DATALOADER.FILTER_EMPTY_ANNOTATIONS)
     dataloader.train.mapper.input.*  INPUT.*         (dataloader.test.mapper reuses it)
-    dataloader.train.sampler.*       DATALOADER.*    (total_batch_size: SOLVER.IMS_PER_BATCH)
+    dataloader.train.sampler.*       DATALOADER.*    (total_batch_size: SOLVER.IMS_PER_BATCH;
+                                     num_workers, aspect_ratio_grouping: DATALOADER.*)
     dataloader.test.dataset.names    DATASETS.TEST
     optimizer.lr / lr_multiplier.*   SOLVER.BASE_LR / SOLVER.*
     train.max_iter, output_dir, init_checkpoint, eval_period, checkpointer.period, device, seed
@@ -35,7 +36,7 @@ from typing import Any, Sequence
 
 import torch
 from detectron2.config import LazyConfig
-from detectron2.data import build_detection_test_loader, build_detection_train_loader
+from detectron2.data import build_detection_test_loader
 from omegaconf import DictConfig, OmegaConf
 
 from ..config import CfgNode, get_cfg, load_yaml_safely
@@ -62,6 +63,7 @@ LEAVES = {
     "dataloader.train.dataset.filter_empty": "DATALOADER.FILTER_EMPTY_ANNOTATIONS",
     "dataloader.train.total_batch_size": "SOLVER.IMS_PER_BATCH",
     "dataloader.train.num_workers": "DATALOADER.NUM_WORKERS",
+    "dataloader.train.aspect_ratio_grouping": "DATALOADER.ASPECT_RATIO_GROUPING",
     "dataloader.train.mapper.skip_bad_images": "DATALOADER.SKIP_BAD_IMAGES",
     "dataloader.test.dataset.names": "DATASETS.TEST",
     "optimizer.lr": "SOLVER.BASE_LR",
@@ -301,16 +303,20 @@ def cxr_mapper(*, is_train: bool, input: dict, skip_bad_images: bool = False):
 
 
 def cxr_train_loader(*, dataset: list, mapper, total_batch_size: int, num_workers: int,
-                     sampler: dict, seed: int = -1):  # fmt: skip
+                     sampler: dict, seed: int = -1, aspect_ratio_grouping: bool = True):  # fmt: skip
     """``LazyCall`` target of ``dataloader.train``: detectron2's train loader over ``dataset``
-    with the resumable sampler named by ``sampler["sampler_train"]`` (``DATALOADER.*``)."""
+    with the resumable sampler named by ``sampler["sampler_train"]`` (``DATALOADER.*``);
+    without ``aspect_ratio_grouping`` the workers hand over packed batches
+    (:func:`cxr.data.loader.build_train_loader`)."""
+    from ..data.loader import build_train_loader
     from ..data.samplers import build_train_sampler
 
     cfg = _cfg_with("DATALOADER", sampler, "sampler", SOLVER__IMS_PER_BATCH=total_batch_size,
                     SEED=seed)  # fmt: skip
-    return build_detection_train_loader(
-        dataset=dataset, mapper=mapper, sampler=build_train_sampler(cfg, dataset),
-        total_batch_size=total_batch_size, num_workers=num_workers,
+    return build_train_loader(
+        dataset, mapper, sampler=build_train_sampler(cfg, dataset),
+        total_batch_size=total_batch_size, aspect_ratio_grouping=aspect_ratio_grouping,
+        num_workers=num_workers,
     )  # fmt: skip
 
 

@@ -188,6 +188,17 @@ def test_too_few_shards_for_the_readers_is_refused(shard_split):
         next(iter(stream))
 
 
+
+def test_endless_stream_over_empty_shards_stops_with_their_names(tmp_path):
+    """Every film unreadable when the copy was made: shards without samples. Training must
+    fail with their names, not wait forever."""
+    for k in range(2):
+        _write_tar(tmp_path / f"shard-{k:06d}.tar", [])
+    urls = [str(tmp_path / f"shard-{k:06d}.tar") for k in range(2)]
+    stream = ShardStream(urls, [0, 0], shuffle_buffer=4, epochs=None, rank=0, world_size=1)
+    with pytest.raises(ValueError, match=r"hold no samples \(.*shard-00000[01]\.tar"):
+        next(iter(stream))
+
 def test_unregistered_shard_set_name_says_where_cxr_looked(tmp_path, monkeypatch):
     from cxr.data.datasets import builtin
 

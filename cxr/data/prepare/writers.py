@@ -37,7 +37,8 @@ logger = logging.getLogger(__name__)
 PREPARE_FORMATS = NamedRegistry("CXR_PREPARE_FORMAT")
 PREPARE_FORMATS.__doc__ = "--format name -> writer class (spec, split name, records)."
 INDEX_FILE = "index.json"
-_TAR_MTIME = 0.0  # fixed member times: the same films give byte-identical shards
+_TAR_MTIME = 0  # fixed member times: the same films give byte-identical shards (an int: a
+# float time would add a pax header to every member, which readers parse too)
 
 
 def remove_temp_files(folder: str) -> int:
