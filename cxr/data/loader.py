@@ -1,12 +1,14 @@
 """Train loaders whose workers hand each batch over in one piece.
 
 detectron2's train loader yields each batch as a list of mapped dicts. Every tensor in them
-crosses from a DataLoader worker to the training process on its own: a shared-memory segment
-and a file descriptor passed over a socket per tensor, which costs about as much as decoding
-a 256 px film. When batches are formed in the workers (``DATALOADER.ASPECT_RATIO_GROUPING:
-False``), :func:`build_train_loader` has each worker pack the top-level tensors of a batch's
-dicts (``image``, ``labels``, ...) into one shared byte buffer (:func:`pack_batch`), and the
-training process hands them out as views of it (:func:`unpack_batch`): one transfer per batch.
+crosses from a DataLoader worker to the training process on its own: a new shared-memory
+segment (whose pages the kernel zeroes and maps), a copy into it and a file descriptor passed
+over a socket, per tensor. At small film sizes that is a large part of the loader's work. When
+batches are formed in the workers (``DATALOADER.ASPECT_RATIO_GROUPING: False``),
+:func:`build_train_loader` has each worker pack the top-level tensors of a batch's dicts
+(``image``, ``labels``, ...) into one shared byte buffer (:func:`pack_batch`), which the worker
+reuses once the training process has dropped the batch, and the training process hands the
+tensors out as views of it (:func:`unpack_batch`): one transfer per batch.
 
 Tensors nested in other objects (a detection dict's ``instances``) travel as before. With
 aspect-ratio grouping, samples cross one at a time (detectron2 groups them in the training
