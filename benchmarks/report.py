@@ -83,7 +83,8 @@ def summary_row(row: dict) -> dict:
 def validate_results(rows: list[dict]) -> None:
     """Raise ValueError naming the row and field when ``rows`` break the results.json schema.
 
-    Each row must have exactly :data:`RESULT_KEYS`; ``ours`` / ``peer`` positive finite numbers;
+    Each row must have exactly :data:`RESULT_KEYS`; ``ours`` a positive finite number;
+    ``peer`` one too, or None for a measurement without a peer (then ``ratio`` is None);
     ``ratio`` == ours / peer (relative 1e-9); ``better`` "lower" or "higher"; names unique.
     """
     seen = set()
@@ -96,6 +97,10 @@ def validate_results(rows: list[dict]) -> None:
         seen.add(row["name"])
         for k in ("ours", "peer"):
             v = row[k]
+            if k == "peer" and v is None:
+                if row["ratio"] is not None:
+                    raise ValueError(f"{where}: field 'ratio' must be None without a peer")
+                continue
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise ValueError(f"{where}: field {k!r} must be a finite number, got {v!r}")
             if v <= 0:
@@ -104,6 +109,8 @@ def validate_results(rows: list[dict]) -> None:
             raise ValueError(f"{where}: field 'better' must be 'lower' or 'higher'")
         if not isinstance(row["unit"], str) or not row["unit"]:
             raise ValueError(f"{where}: field 'unit' must be a non-empty string")
+        if row["peer"] is None:
+            continue
         expected = row["ours"] / row["peer"]
         if not isinstance(row["ratio"], (int, float)) or not math.isclose(
             row["ratio"], expected, rel_tol=1e-9
@@ -120,7 +127,7 @@ def goal_met(row: dict, goal: float | None = None) -> bool | None:
     if goal is None:
         c = _BY_NAME.get(row["name"])
         goal = c.goal if c else None
-    if goal is None:
+    if goal is None or row["ratio"] is None:
         return None
     return row["ratio"] <= goal if row["better"] == "lower" else row["ratio"] >= goal
 
@@ -160,7 +167,9 @@ def machine_description(device: str = "cpu") -> dict:
     return desc
 
 
-def _fmt(v: float) -> str:
+def _fmt(v: float | None) -> str:
+    if v is None:  # a measurement without a peer
+        return "—"
     return f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
 
 
@@ -177,7 +186,8 @@ def results_markdown(rows: list[dict], machine: dict) -> str:
         met = {None: "—", True: "yes", False: "**no**"}[goal_met(r)]
         lines.append(
             f"| `{r['name']}` | {_fmt(r['ours'])} | {_fmt(r['peer'])} | {r['unit']} | "
-            f"{r['ratio']:.2f} | {r['better']} | {goal} | {met} |"
+            f"{'—' if r['ratio'] is None else format(r['ratio'], '.2f')} | {r['better']} | "
+            f"{goal} | {met} |"
         )
     m = machine
     versions = ", ".join(

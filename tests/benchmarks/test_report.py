@@ -49,6 +49,18 @@ def test_validate_results_names_the_bad_field(change, field):
     assert "inference_d0_vs_effdet_d0" in str(e.value)
 
 
+def test_a_row_without_a_peer_is_valid_and_shown_with_dashes():
+    """nih_cls_all_load measures cxr alone: no peer, no ratio, no goal."""
+    row = summary_row(result_row("nih_cls_all_load", 2.8, None, "s", "lower"))
+    assert row["peer"] is None and row["ratio"] is None
+    validate_results([summary_row(_row()), row])
+    assert goal_met(row) is None
+    with pytest.raises(ValueError, match="'ratio' must be None without a peer"):
+        validate_results([{**row, "ratio": 1.0}])
+    table = results_markdown([row], {})
+    assert "| `nih_cls_all_load` | 2.8 | — | s | — | lower | — | — |" in table
+
+
 def test_validate_results_refuses_duplicate_names():
     with pytest.raises(ValueError, match="unique"):
         validate_results([summary_row(_row()), summary_row(_row())])

@@ -91,3 +91,16 @@ def test_effdet_is_imported_only_by_the_peer_module():
                 if f.endswith(".py") and "effdet" in _imports(path):
                     importers.append(os.path.relpath(path, REPO))
     assert importers == [os.path.join("benchmarks", "peers.py")]
+
+
+def test_suite_writes_rows_without_a_peer(tmp_path, monkeypatch):
+    """make bench ends with nih_cls_all_load, which has no peer: its files are written."""
+    load = result_row("nih_cls_all_load", 2.8, None, "s", "lower", records=112120)
+    monkeypatch.setattr(suite, "run_in_process",
+                        lambda task, args: [load] if task == "nih_cls_all_load" else [_row(task)])  # fmt: skip
+    comparisons = (Comparison("eval_vs_pycocotools", "eval_vs_pycocotools", 2.0, 1),
+                   Comparison("nih_cls_all_load", "nih_cls_all_load", None, 1, 0))  # fmt: skip
+    run_suite(_suite_args(), comparisons, str(tmp_path))
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved[1] == summary_row(load) and saved[1]["peer"] is None
+    assert "| `nih_cls_all_load` | 2.8 | — |" in (tmp_path / "results.md").read_text()
