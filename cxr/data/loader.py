@@ -24,7 +24,14 @@ from typing import Iterator, NamedTuple
 
 import torch
 
-__all__ = ["PackedBatch", "PackedBatchLoader", "build_train_loader", "pack_batch", "unpack_batch"]
+__all__ = [
+    "PackedBatch",
+    "PackedBatchLoader",
+    "build_cfg_train_loader",
+    "build_train_loader",
+    "pack_batch",
+    "unpack_batch",
+]
 
 _ALIGN = 16  # byte alignment of each tensor in the buffer (any dtype can view its slice)
 
@@ -179,3 +186,16 @@ def build_train_loader(
         collate_fn=pack_batch if packed else None,
     )  # fmt: skip
     return PackedBatchLoader(loader) if packed else loader
+
+
+def build_cfg_train_loader(cfg, dataset, mapper, *, sampler, resumable):
+    """:func:`build_train_loader` with ``SOLVER.IMS_PER_BATCH`` and ``DATALOADER.*`` of ``cfg``;
+    ``resumable`` (the sampler, or the stream that ``dataset`` is) is reachable as
+    ``loader.cxr_sampler`` for checkpoints and ``--resume``."""
+    loader = build_train_loader(
+        dataset, mapper, sampler=sampler, total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
+        aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
+        num_workers=cfg.DATALOADER.NUM_WORKERS,
+    )  # fmt: skip
+    loader.cxr_sampler = resumable
+    return loader

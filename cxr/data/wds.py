@@ -42,6 +42,7 @@ from detectron2.data import MetadataCatalog
 from detectron2.utils import comm
 
 from .io import decode_xray, read_xray
+from .loader import build_cfg_train_loader
 
 __all__ = [
     "IMAGE_BYTES",
@@ -448,7 +449,6 @@ def build_stream_train_loader(cfg, mapper):
 
     Logs the epoch: samples, shards, readers (ranks x workers) and iterations per epoch.
     """
-    from .loader import build_train_loader
     from .samplers import _seed
 
     m = cfg.INPUT.MIX
@@ -472,13 +472,7 @@ def build_stream_train_loader(cfg, mapper):
         stream.num_samples / cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.IMS_PER_BATCH, world * workers,
         world, workers, stream.shuffle_buffer,
     )  # fmt: skip
-    loader = build_train_loader(
-        stream, mapper, sampler=None, total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
-        aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
-        num_workers=cfg.DATALOADER.NUM_WORKERS,
-    )  # fmt: skip
-    loader.cxr_sampler = stream
-    return loader
+    return build_cfg_train_loader(cfg, stream, mapper, sampler=None, resumable=stream)
 
 
 def build_stream_test_loader(cfg, dataset_name: str, mapper):

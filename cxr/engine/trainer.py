@@ -22,7 +22,7 @@ from detectron2.utils import comm
 
 from ..data import build_mapper
 from ..data.checks import check_class_count, check_image_files
-from ..data.loader import build_train_loader
+from ..data.loader import build_cfg_train_loader
 from ..data.mix import build_mix_mapper
 from ..data.wds import build_stream_test_loader, build_stream_train_loader, is_streamed
 from ..evaluation import build_evaluator
@@ -114,13 +114,7 @@ class Trainer(DefaultTrainer):
         dicts = _train_dicts(cfg) if dicts is None else dicts
         sampler = build_train_sampler(cfg, dicts)
         mapper = build_mix_mapper(cfg, build_mapper(cfg, True), dicts)  # INPUT.MIX: off = as is
-        loader = build_train_loader(
-            dicts, mapper, sampler=sampler, total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
-            aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
-            num_workers=cfg.DATALOADER.NUM_WORKERS,
-        )  # fmt: skip
-        loader.cxr_sampler = sampler
-        return loader
+        return build_cfg_train_loader(cfg, dicts, mapper, sampler=sampler, resumable=sampler)
 
     def build_writers(self):
         """detectron2's writers (run on rank 0 only), plus MLflow when ``CXR.MLFLOW.ENABLED``."""
